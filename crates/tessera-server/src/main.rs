@@ -1,0 +1,2 @@
+//! tessera
+fn main() {}

@@ -1,0 +1,436 @@
+//! The embedded default backend: every tessera store in one SQLite file.
+//!
+//! Opened with write-ahead logging and `synchronous = FULL`, so a write that
+//! tessera acknowledged survives a crash or power loss, and readers never wait
+//! for the writer. Migrations embedded in the binary run on open. Every
+//! compare-and-set is one SQL statement (`INSERT … ON CONFLICT … RETURNING`,
+//! `UPDATE … WHERE`), so concurrent requests cannot lose updates.
+//!
+//! Times are stored as Unix milliseconds.
+
+use std::str::FromStr;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use tessera_core::throttle::FailureWindow;
+use tessera_core::{SecretHash, SessionKind, SessionRecord};
+use tessera_store::{
+    Ping, SessionStore, StoreError, StoreResult, ThrottleStore, UserRecord, UserStore,
+};
+use time::{Duration, OffsetDateTime};
+
+/// Every store trait on one SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The URL is not a `sqlite:` URL sqlx understands.
+    #[error("not a valid SQLite URL: {0}")]
+    BadUrl(#[source] sqlx::Error),
+    /// The file could not be opened or created.
+    #[error("cannot open the database: {0}")]
+    Open(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH`,
+    /// `sqlite:PATH` or `sqlite::memory:`) and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self, OpenError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(OpenError::BadUrl)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(StdDuration::from_secs(5))
+            .foreign_keys(true);
+        // An in-memory database exists per connection: keep exactly one.
+        let max = if url.contains(":memory:") { 1 } else { 8 };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(StdDuration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(OpenError::Open)?;
+        MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection, waiting for queries in flight.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(ref db) if db.is_unique_violation() => StoreError::Conflict("unique"),
+        sqlx::Error::Database(ref db)
+            // SQLITE_BUSY and SQLITE_LOCKED (and their extended codes): the
+            // database did not answer within the busy timeout.
+            if db.code().is_some_and(|c| {
+                let c = c.parse::<i64>().unwrap_or(0) & 0xff;
+                c == 5 || c == 6
+            }) =>
+        {
+            StoreError::Unavailable(Box::new(e))
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        other => StoreError::Other(Box::new(other)),
+    }
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_ms(v: i64) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1_000_000)
+        .map_err(|e| StoreError::Other(Box::new(e)))
+}
+
+fn opt_from_ms(v: Option<i64>) -> StoreResult<Option<OffsetDateTime>> {
+    v.map(from_ms).transpose()
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        username: row.try_get("username").map_err(map_err)?,
+        password_hash: row.try_get("password_hash").map_err(map_err)?,
+        created_at: from_ms(row.try_get("created_at").map_err(map_err)?)?,
+    })
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+    let hash: Option<Vec<u8>> = row.try_get("secret_hash").map_err(map_err)?;
+    let secret_hash = hash
+        .map(|h| {
+            <[u8; 32]>::try_from(h.as_slice())
+                .map(SecretHash::from_bytes)
+                .map_err(|e| StoreError::Other(Box::new(e)))
+        })
+        .transpose()?;
+    let kind: String = row.try_get("kind").map_err(map_err)?;
+    Ok(SessionRecord {
+        id: row.try_get("id").map_err(map_err)?,
+        secret_hash,
+        user_id: row.try_get("user_id").map_err(map_err)?,
+        kind: SessionKind::parse(&kind)
+            .ok_or_else(|| StoreError::Other(format!("unknown session kind {kind:?}").into()))?,
+        created_at: from_ms(row.try_get("created_at").map_err(map_err)?)?,
+        last_seen_at: from_ms(row.try_get("last_seen_at").map_err(map_err)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(map_err)?)?,
+        idle_expires_at: opt_from_ms(row.try_get("idle_expires_at").map_err(map_err)?)?,
+        user_agent: row.try_get("user_agent").map_err(map_err)?,
+        ip: row.try_get("ip").map_err(map_err)?,
+        revoked_at: opt_from_ms(row.try_get("revoked_at").map_err(map_err)?)?,
+    })
+}
+
+/// SQL condition: the session is live at `?now` (bound as the named position).
+const LIVE: &str =
+    "revoked_at IS NULL AND expires_at > ?1 AND (idle_expires_at IS NULL OR idle_expires_at > ?1)";
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, username, username_key, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(user.username.to_ascii_lowercase())
+        .bind(&user.password_hash)
+        .bind(ms(user.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match map_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("username_taken"),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        sqlx::query("SELECT * FROM users WHERE username_key = ?")
+            .bind(username.to_ascii_lowercase())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(user_from_row)
+            .transpose()
+    }
+
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        sqlx::query("SELECT * FROM users ORDER BY created_at, username_key")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, secret_hash, user_id, kind, created_at, last_seen_at, expires_at, \
+             idle_expires_at, user_agent, ip, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id)
+        .bind(s.secret_hash.map(|h| h.as_bytes().to_vec()))
+        .bind(&s.user_id)
+        .bind(s.kind.as_str())
+        .bind(ms(s.created_at))
+        .bind(ms(s.last_seen_at))
+        .bind(ms(s.expires_at))
+        .bind(s.idle_expires_at.map(ms))
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(s.revoked_at.map(ms))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session_by_secret(&self, hash: &SecretHash) -> StoreResult<Option<SessionRecord>> {
+        sqlx::query("SELECT * FROM sessions WHERE secret_hash = ?")
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+
+    async fn session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        sqlx::query("SELECT * FROM sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(session_from_row)
+            .transpose()
+    }
+
+    async fn touch_session(
+        &self,
+        id: &str,
+        last_seen_at: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = ?, idle_expires_at = ? WHERE id = ?")
+            .bind(ms(last_seen_at))
+            .bind(ms(idle_expires_at))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        sqlx::query(&format!(
+            "SELECT * FROM sessions WHERE user_id = ?2 AND {LIVE} ORDER BY created_at, rowid"
+        ))
+        .bind(ms(now))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(session_from_row)
+        .collect()
+    }
+
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND user_id = ?3 AND {LIVE}"
+        ))
+        .bind(ms(now))
+        .bind(id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(&format!(
+            "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND id IS NOT ?3 AND {LIVE} RETURNING id"
+        ))
+        .bind(ms(now))
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn count_live_sessions(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM sessions WHERE {LIVE}"))
+            .bind(ms(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn purge_sessions(&self, ended_before: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE \
+             COALESCE(revoked_at, MIN(expires_at, COALESCE(idle_expires_at, expires_at))) < ?",
+        )
+        .bind(ms(ended_before))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for SqliteStore {
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> StoreResult<FailureWindow> {
+        // One statement: start a window, count within it, or start over when
+        // the old one is over. Concurrent failures each see their own count.
+        let row = sqlx::query(
+            "INSERT INTO login_failures (key, count, started_at) VALUES (?1, 1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET \
+               count = CASE WHEN started_at + ?3 <= ?2 THEN 1 ELSE count + 1 END, \
+               started_at = CASE WHEN started_at + ?3 <= ?2 THEN ?2 ELSE started_at END \
+             RETURNING count, started_at",
+        )
+        .bind(key)
+        .bind(ms(now))
+        .bind(window.whole_milliseconds() as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let count: i64 = row.try_get("count").map_err(map_err)?;
+        Ok(FailureWindow {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            started_at: from_ms(row.try_get("started_at").map_err(map_err)?)?,
+        })
+    }
+
+    async fn failures(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> StoreResult<Option<FailureWindow>> {
+        let row = sqlx::query(
+            "SELECT count, started_at FROM login_failures WHERE key = ? AND started_at + ? > ?",
+        )
+        .bind(key)
+        .bind(window.whole_milliseconds() as i64)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|row| {
+            let count: i64 = row.try_get("count").map_err(map_err)?;
+            Ok(FailureWindow {
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                started_at: from_ms(row.try_get("started_at").map_err(map_err)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn purge_failures(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM login_failures WHERE started_at < ?")
+            .bind(ms(before))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl Ping for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}

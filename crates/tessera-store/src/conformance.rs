@@ -1,0 +1,408 @@
+//! The one conformance suite every store backend runs.
+//!
+//! Each check is a public async function taking the store under test; the
+//! [`conformance_tests!`](crate::conformance_tests) macro turns them into one
+//! `#[tokio::test]` each for a backend, given an expression that builds a fresh
+//! store. The checks assume they own the store (counts and purges are exact),
+//! so the factory must hand each test its own database, schema or key prefix.
+//!
+//! Times are whole milliseconds: that is the precision every backend keeps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tessera_core::session::ClientInfo;
+use tessera_core::{SecretHash, SessionKind, SessionPolicy, SessionRecord};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use crate::{Ping, SessionStore, StoreError, ThrottleStore, UserRecord, UserStore};
+
+/// Everything a full backend implements.
+pub trait FullStore: UserStore + SessionStore + ThrottleStore + Ping + 'static {}
+impl<T: UserStore + SessionStore + ThrottleStore + Ping + 'static> FullStore for T {}
+
+/// The fixed "now" of the checks.
+pub const T0: OffsetDateTime = datetime!(2030-06-01 12:00:00.000 UTC);
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}{nanos:x}{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        id: unique("usr_"),
+        username: name.to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        created_at: T0,
+    }
+}
+
+fn session(user_id: &str, at: OffsetDateTime) -> SessionRecord {
+    let policy = SessionPolicy::default();
+    policy.new_cookie_session(
+        unique("ses_"),
+        SecretHash::of(&unique("tsr_ss_")),
+        user_id.to_owned(),
+        ClientInfo {
+            user_agent: Some("conformance/1.0".into()),
+            ip: Some("127.0.0.1".into()),
+        },
+        at,
+    )
+}
+
+/// Creating a user makes it findable by id and by name in any case.
+pub async fn users_create_and_find<S: FullStore>(s: Arc<S>) {
+    let name = unique("Ada_");
+    let u = user(&name);
+    s.create_user(&u).await.unwrap();
+    assert_eq!(s.user_by_id(&u.id).await.unwrap(), Some(u.clone()));
+    assert_eq!(s.user_by_username(&name).await.unwrap(), Some(u.clone()));
+    assert_eq!(
+        s.user_by_username(&name.to_uppercase()).await.unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(
+        s.user_by_username(&name.to_lowercase()).await.unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(s.user_by_username("nobody_here").await.unwrap(), None);
+    assert_eq!(s.user_by_id("usr_nobody").await.unwrap(), None);
+    assert!(s.list_users().await.unwrap().contains(&u));
+}
+
+/// A username taken in another case is a conflict, and changes nothing.
+pub async fn users_conflict_ignores_case<S: FullStore>(s: Arc<S>) {
+    let name = unique("Bob_");
+    let first = user(&name);
+    s.create_user(&first).await.unwrap();
+    let second = user(&name.to_uppercase());
+    assert!(matches!(
+        s.create_user(&second).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.user_by_id(&second.id).await.unwrap(), None);
+    assert_eq!(s.user_by_username(&name).await.unwrap(), Some(first));
+}
+
+/// Sixteen concurrent registrations of one name: exactly one wins.
+pub async fn users_concurrent_create_one_wins<S: FullStore>(s: Arc<S>) {
+    let name = unique("race_");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        let u = user(&name);
+        tasks.spawn(async move { s.create_user(&u).await });
+    }
+    let (mut ok, mut conflict) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::Conflict(_)) => conflict += 1,
+            Err(e) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!((ok, conflict), (1, 15));
+}
+
+/// The password hash can be replaced; an unknown user is `NotFound`.
+pub async fn users_set_password_hash<S: FullStore>(s: Arc<S>) {
+    let u = user(&unique("carol_"));
+    s.create_user(&u).await.unwrap();
+    s.set_password_hash(&u.id, "$argon2id$new").await.unwrap();
+    let got = s.user_by_id(&u.id).await.unwrap().unwrap();
+    assert_eq!(got.password_hash, "$argon2id$new");
+    assert!(matches!(
+        s.set_password_hash("usr_missing", "x").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// A session comes back unchanged by secret hash and by id.
+pub async fn sessions_round_trip<S: FullStore>(s: Arc<S>) {
+    let mut sess = session("usr_round", T0);
+    sess.ip = None;
+    s.create_session(&sess).await.unwrap();
+    let hash = sess.secret_hash.unwrap();
+    assert_eq!(
+        s.session_by_secret(&hash).await.unwrap(),
+        Some(sess.clone())
+    );
+    assert_eq!(s.session_by_id(&sess.id).await.unwrap(), Some(sess.clone()));
+    assert_eq!(
+        s.session_by_secret(&SecretHash::of("tsr_ss_other"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(s.session_by_id("ses_missing").await.unwrap(), None);
+
+    let token = SessionRecord {
+        id: unique("ses_"),
+        secret_hash: None,
+        kind: SessionKind::Token,
+        idle_expires_at: None,
+        ..sess.clone()
+    };
+    s.create_session(&token).await.unwrap();
+    assert_eq!(s.session_by_id(&token.id).await.unwrap(), Some(token));
+}
+
+/// A duplicate id or secret hash is a conflict.
+pub async fn sessions_duplicates_conflict<S: FullStore>(s: Arc<S>) {
+    let sess = session("usr_dup", T0);
+    s.create_session(&sess).await.unwrap();
+    let same_id = SessionRecord {
+        secret_hash: Some(SecretHash::of(&unique("tsr_ss_"))),
+        ..sess.clone()
+    };
+    assert!(matches!(
+        s.create_session(&same_id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let same_secret = SessionRecord {
+        id: unique("ses_"),
+        ..sess.clone()
+    };
+    assert!(matches!(
+        s.create_session(&same_secret).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// Touching moves `last_seen_at` and the idle expiry.
+pub async fn sessions_touch<S: FullStore>(s: Arc<S>) {
+    let sess = session("usr_touch", T0);
+    s.create_session(&sess).await.unwrap();
+    let seen = T0 + Duration::minutes(5);
+    let idle = T0 + Duration::minutes(35);
+    s.touch_session(&sess.id, seen, idle).await.unwrap();
+    let got = s.session_by_id(&sess.id).await.unwrap().unwrap();
+    assert_eq!(got.last_seen_at, seen);
+    assert_eq!(got.idle_expires_at, Some(idle));
+    assert_eq!(got.expires_at, sess.expires_at);
+}
+
+/// Listing shows only the user's live sessions.
+pub async fn sessions_list_only_live_and_own<S: FullStore>(s: Arc<S>) {
+    let uid = unique("usr_");
+    let live1 = session(&uid, T0 - Duration::minutes(2));
+    let live2 = session(&uid, T0 - Duration::minutes(1));
+    let idle_out = session(&uid, T0 - Duration::hours(1));
+    let expired = session(&uid, T0 - Duration::days(2));
+    let revoked = session(&uid, T0);
+    let other = session("usr_someone_else", T0);
+    for x in [&live1, &live2, &idle_out, &expired, &revoked, &other] {
+        s.create_session(x).await.unwrap();
+    }
+    assert!(s.revoke_session(&uid, &revoked.id, T0).await.unwrap());
+    let listed: Vec<String> = s
+        .list_sessions(&uid, T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(listed, vec![live1.id, live2.id]);
+}
+
+/// Revoking needs the right owner, and works once.
+pub async fn sessions_revoke_own_only<S: FullStore>(s: Arc<S>) {
+    let sess = session("usr_owner", T0);
+    s.create_session(&sess).await.unwrap();
+    assert!(
+        !s.revoke_session("usr_intruder", &sess.id, T0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.session_by_id(&sess.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(s.revoke_session("usr_owner", &sess.id, T0).await.unwrap());
+    assert!(!s.revoke_session("usr_owner", &sess.id, T0).await.unwrap());
+    let got = s
+        .session_by_secret(&sess.secret_hash.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.revoked_at, Some(T0));
+    assert!(
+        !s.revoke_session("usr_owner", "ses_missing", T0)
+            .await
+            .unwrap()
+    );
+}
+
+/// Revoking all but one leaves exactly that one, and other users alone.
+pub async fn sessions_revoke_all_but_one<S: FullStore>(s: Arc<S>) {
+    let uid = unique("usr_");
+    let keep = session(&uid, T0);
+    let a = session(&uid, T0);
+    let b = session(&uid, T0);
+    let other = session("usr_bystander", T0);
+    for x in [&keep, &a, &b, &other] {
+        s.create_session(x).await.unwrap();
+    }
+    let mut revoked = s
+        .revoke_user_sessions(&uid, Some(&keep.id), T0)
+        .await
+        .unwrap();
+    revoked.sort();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    let left: Vec<String> = s
+        .list_sessions(&uid, T0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(left, vec![keep.id.clone()]);
+    assert_eq!(s.list_sessions("usr_bystander", T0).await.unwrap().len(), 1);
+    // Without a session to keep, everything goes.
+    assert_eq!(
+        s.revoke_user_sessions(&uid, None, T0).await.unwrap(),
+        vec![keep.id]
+    );
+    assert!(s.list_sessions(&uid, T0).await.unwrap().is_empty());
+}
+
+/// Counting sees live sessions; purging removes only those that ended before the cut.
+pub async fn sessions_count_and_purge<S: FullStore>(s: Arc<S>) {
+    let live = session("usr_p", T0);
+    let old = session("usr_p", T0 - Duration::days(3));
+    let revoked = session("usr_p", T0);
+    for x in [&live, &old, &revoked] {
+        s.create_session(x).await.unwrap();
+    }
+    s.revoke_session("usr_p", &revoked.id, T0).await.unwrap();
+    assert_eq!(s.count_live_sessions(T0).await.unwrap(), 1);
+    // Cut before the revocation: only the long-expired one goes.
+    assert_eq!(
+        s.purge_sessions(T0 - Duration::minutes(1)).await.unwrap(),
+        1
+    );
+    assert_eq!(s.session_by_id(&old.id).await.unwrap(), None);
+    assert!(s.session_by_id(&revoked.id).await.unwrap().is_some());
+    assert_eq!(
+        s.purge_sessions(T0 + Duration::seconds(1)).await.unwrap(),
+        1
+    );
+    assert_eq!(s.session_by_id(&revoked.id).await.unwrap(), None);
+    assert!(s.session_by_id(&live.id).await.unwrap().is_some());
+}
+
+/// Failures count up within a window and start over after it.
+pub async fn throttle_windows<S: FullStore>(s: Arc<S>) {
+    let key = unique("user:");
+    let w = Duration::minutes(15);
+    assert_eq!(s.failures(&key, T0, w).await.unwrap(), None);
+    for n in 1..=3 {
+        let got = s
+            .record_failure(&key, T0 + Duration::seconds(n.into()), w)
+            .await
+            .unwrap();
+        assert_eq!((got.count, got.started_at), (n, T0 + Duration::seconds(1)));
+    }
+    let got = s
+        .failures(&key, T0 + Duration::minutes(10), w)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.count, 3);
+    // The window started at T0+1s; at T0+15m01s it is over.
+    let later = T0 + Duration::minutes(15) + Duration::seconds(1);
+    assert_eq!(s.failures(&key, later, w).await.unwrap(), None);
+    let got = s.record_failure(&key, later, w).await.unwrap();
+    assert_eq!((got.count, got.started_at), (1, later));
+    s.clear_failures(&key).await.unwrap();
+    assert_eq!(s.failures(&key, later, w).await.unwrap(), None);
+}
+
+/// Sixteen concurrent failures are all counted, each seeing its own count.
+pub async fn throttle_concurrent_failures_all_count<S: FullStore>(s: Arc<S>) {
+    let key = unique("ip:");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        let key = key.clone();
+        tasks.spawn(async move { s.record_failure(&key, T0, Duration::minutes(15)).await });
+    }
+    let mut counts = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        counts.push(r.unwrap().unwrap().count);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=16).collect::<Vec<u32>>());
+}
+
+/// Old windows are purged, current ones kept.
+pub async fn throttle_purge<S: FullStore>(s: Arc<S>) {
+    let old = unique("user:");
+    let new = unique("user:");
+    let w = Duration::minutes(15);
+    s.record_failure(&old, T0 - Duration::hours(1), w)
+        .await
+        .unwrap();
+    s.record_failure(&new, T0, w).await.unwrap();
+    assert_eq!(
+        s.purge_failures(T0 - Duration::minutes(15)).await.unwrap(),
+        1
+    );
+    assert!(s.failures(&new, T0, w).await.unwrap().is_some());
+}
+
+/// A reachable store answers its ping.
+pub async fn ping_answers<S: FullStore>(s: Arc<S>) {
+    s.ping().await.unwrap();
+}
+
+/// Generates one `#[tokio::test]` per conformance check. The argument is an
+/// expression (usually an `async` block) giving a fresh `Arc` of the store.
+///
+/// ```ignore
+/// tessera_store::conformance_tests!(async { std::sync::Arc::new(MyStore::open_temp().await) });
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@each $factory;
+            users_create_and_find,
+            users_conflict_ignores_case,
+            users_concurrent_create_one_wins,
+            users_set_password_hash,
+            sessions_round_trip,
+            sessions_duplicates_conflict,
+            sessions_touch,
+            sessions_list_only_live_and_own,
+            sessions_revoke_own_only,
+            sessions_revoke_all_but_one,
+            sessions_count_and_purge,
+            throttle_windows,
+            throttle_concurrent_failures_all_count,
+            throttle_purge,
+            ping_answers,
+        );
+    };
+    (@each $factory:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let store = $factory.await;
+                $crate::conformance::$check(store).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,264 @@
+//! An in-memory store for unit tests and the conformance suite's reference.
+//!
+//! One mutex guards everything, which makes every operation trivially atomic.
+//! It is not offered as a server backend: its state dies with the process.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use tessera_core::throttle::FailureWindow;
+use tessera_core::{SecretHash, SessionRecord};
+use time::{Duration, OffsetDateTime};
+
+use crate::{Ping, SessionStore, StoreError, StoreResult, ThrottleStore, UserRecord, UserStore};
+
+#[derive(Default)]
+struct State {
+    users: Vec<UserRecord>,
+    sessions: Vec<SessionRecord>,
+    failures: HashMap<String, FailureWindow>,
+}
+
+/// Every store trait, in process memory.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn ended_at(s: &SessionRecord) -> OffsetDateTime {
+    s.revoked_at.unwrap_or_else(|| s.effective_expiry())
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let mut st = self.lock();
+        if st
+            .users
+            .iter()
+            .any(|u| u.id == user.id || u.username.eq_ignore_ascii_case(&user.username))
+        {
+            return Err(StoreError::Conflict("username_taken"));
+        }
+        st.users.push(user.clone());
+        Ok(())
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        Ok(self
+            .lock()
+            .users
+            .iter()
+            .find(|u| u.username.eq_ignore_ascii_case(username))
+            .cloned())
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        Ok(self.lock().users.iter().find(|u| u.id == id).cloned())
+    }
+
+    async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
+        let mut st = self.lock();
+        let user = st
+            .users
+            .iter_mut()
+            .find(|u| u.id == user_id)
+            .ok_or(StoreError::NotFound)?;
+        password_hash.clone_into(&mut user.password_hash);
+        Ok(())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let mut users = self.lock().users.clone();
+        users.sort_by_key(|u| u.created_at);
+        Ok(users)
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        let mut st = self.lock();
+        let dup = st.sessions.iter().any(|s| {
+            s.id == session.id || (s.secret_hash.is_some() && s.secret_hash == session.secret_hash)
+        });
+        if dup {
+            return Err(StoreError::Conflict("session_exists"));
+        }
+        st.sessions.push(session.clone());
+        Ok(())
+    }
+
+    async fn session_by_secret(&self, hash: &SecretHash) -> StoreResult<Option<SessionRecord>> {
+        Ok(self
+            .lock()
+            .sessions
+            .iter()
+            .find(|s| s.secret_hash.as_ref() == Some(hash))
+            .cloned())
+    }
+
+    async fn session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        Ok(self.lock().sessions.iter().find(|s| s.id == id).cloned())
+    }
+
+    async fn touch_session(
+        &self,
+        id: &str,
+        last_seen_at: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut st = self.lock();
+        if let Some(s) = st.sessions.iter_mut().find(|s| s.id == id) {
+            s.last_seen_at = last_seen_at;
+            s.idle_expires_at = Some(idle_expires_at);
+        }
+        Ok(())
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let mut out: Vec<_> = self
+            .lock()
+            .sessions
+            .iter()
+            .filter(|s| s.user_id == user_id && s.is_live(now))
+            .cloned()
+            .collect();
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        match st
+            .sessions
+            .iter_mut()
+            .find(|s| s.id == id && s.user_id == user_id && s.is_live(now))
+        {
+            Some(s) => {
+                s.revoked_at = Some(now);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<String>> {
+        let mut st = self.lock();
+        let mut revoked = Vec::new();
+        for s in st.sessions.iter_mut() {
+            if s.user_id == user_id && Some(s.id.as_str()) != keep && s.is_live(now) {
+                s.revoked_at = Some(now);
+                revoked.push(s.id.clone());
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn count_live_sessions(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        Ok(self
+            .lock()
+            .sessions
+            .iter()
+            .filter(|s| s.is_live(now))
+            .count() as u64)
+    }
+
+    async fn purge_sessions(&self, ended_before: OffsetDateTime) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let before = st.sessions.len();
+        st.sessions.retain(|s| ended_at(s) >= ended_before);
+        Ok((before - st.sessions.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for MemoryStore {
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> StoreResult<FailureWindow> {
+        let mut st = self.lock();
+        let entry = st.failures.entry(key.to_owned()).or_insert(FailureWindow {
+            count: 0,
+            started_at: now,
+        });
+        if entry.started_at + window <= now {
+            *entry = FailureWindow {
+                count: 0,
+                started_at: now,
+            };
+        }
+        entry.count += 1;
+        Ok(*entry)
+    }
+
+    async fn failures(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        window: Duration,
+    ) -> StoreResult<Option<FailureWindow>> {
+        Ok(self
+            .lock()
+            .failures
+            .get(key)
+            .filter(|w| w.started_at + window > now)
+            .copied())
+    }
+
+    async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        self.lock().failures.remove(key);
+        Ok(())
+    }
+
+    async fn purge_failures(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let n = st.failures.len();
+        st.failures.retain(|_, w| w.started_at >= before);
+        Ok((n - st.failures.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl Ping for MemoryStore {
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::conformance_tests!(async { std::sync::Arc::new(crate::MemoryStore::new()) });
+}
