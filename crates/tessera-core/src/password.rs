@@ -46,6 +46,13 @@ impl Default for HashCost {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
+impl HashError {
+    /// A failure around the hashing itself (a task that died, say).
+    pub fn internal(what: &str) -> Self {
+        Self(what.to_owned())
+    }
+}
+
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

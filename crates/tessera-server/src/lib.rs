@@ -1,1 +1,21 @@
-//! placeholder
+//! The tessera HTTP server: the axum router and handlers of API.md, cookies,
+//! CSRF, settings, metrics, and the `tessera` command.
+//!
+//! [`router::router`] builds the whole application from an [`app::AppState`],
+//! so tests can serve it without `main`; [`serve::serve`] is what `tessera
+//! serve` runs. Only this crate speaks HTTP and JSON: the rules live in
+//! `tessera-core`, storage behind the traits of `tessera-store`.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod cookies;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod login;
+pub mod passwords;
+pub mod router;
+pub mod serve;
+pub mod settings;
+pub mod telemetry;

@@ -1,2 +1,49 @@
-//! tessera
-fn main() {}
+//! The `tessera` binary: parses the command line, runs the command, and maps
+//! errors to exit codes (2 for a setting that cannot be used, 1 otherwise).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tessera_server::app::StoreSetupError;
+use tessera_server::cli::{Cli, Command, ConfigCommand, UserCommand};
+use tessera_server::settings::{SettingError, Settings};
+use tessera_server::{cli, serve, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tessera: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<SettingError>() || e.is::<StoreSetupError>() => {
+            eprintln!("tessera: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("tessera: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(Settings::resolve(*args)?).await,
+        Command::User(UserCommand::Add { name, db }) => cli::user_add(&name, db).await,
+        Command::User(UserCommand::List { db }) => cli::user_list(db).await,
+        Command::Config(ConfigCommand::Check(args)) => {
+            let settings = Settings::resolve(*args)?;
+            println!("# settings are valid\n{}", settings.summary());
+            Ok(())
+        }
+    }
+}

@@ -8,6 +8,9 @@
 //!
 //! Times are whole milliseconds: that is the precision every backend keeps.
 
+// Test support: a failed expectation panics, which is how a check fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

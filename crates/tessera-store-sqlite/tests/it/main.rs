@@ -1,13 +1,17 @@
 //! The conformance suite on the SQLite backend, plus SQLite-specific checks.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use tessera_store_sqlite::SqliteStore;
 
-/// A fresh store in its own temporary directory (kept alive by leaking the
-/// guard for the test's duration; the OS temp cleaner removes it).
+/// A fresh store in its own database file under Cargo's per-target scratch
+/// directory (`target/tmp`), which `cargo clean` removes.
 async fn fresh() -> Arc<SqliteStore> {
-    let dir = tempfile::tempdir().unwrap().keep();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+        .keep();
     let url = format!("sqlite://{}", dir.join("conformance.db").display());
     Arc::new(SqliteStore::open(&url).await.unwrap())
 }

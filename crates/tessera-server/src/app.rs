@@ -1,0 +1,114 @@
+//! The application state every handler shares, and the one place where the
+//! settings choose the store backends.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tessera_core::SessionPolicy;
+use tessera_core::password::HashCost;
+use tessera_store::{Ping, SessionStore, ThrottleStore, UserStore};
+use tessera_store_sqlite::SqliteStore;
+
+use crate::cookies::CookieConfig;
+use crate::passwords::Passwords;
+use crate::settings::{DatabaseUrl, Settings};
+
+/// The stores, behind their traits.
+#[derive(Clone)]
+pub struct Stores {
+    /// Accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Login-failure counters.
+    pub throttle: Arc<dyn ThrottleStore>,
+    /// Every backend, named, for `/readyz`.
+    pub health: Vec<(&'static str, Arc<dyn Ping>)>,
+}
+
+/// Why the stores could not be opened; `main` turns it into exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreSetupError(pub String);
+
+impl Stores {
+    /// Opens the backends the settings name. This is the only place that
+    /// knows which concrete stores exist.
+    pub async fn open(
+        database: &DatabaseUrl,
+        redis: Option<&str>,
+    ) -> Result<Self, StoreSetupError> {
+        if redis.is_some() {
+            return Err(StoreSetupError(
+                "invalid setting redis (--redis / TESSERA_REDIS_URL): this build has no Redis backend yet; \
+                 sessions live in the database"
+                    .into(),
+            ));
+        }
+        match database {
+            DatabaseUrl::Sqlite(url) => {
+                let store = Arc::new(SqliteStore::open(url).await.map_err(|e| {
+                    StoreSetupError(format!(
+                        "invalid setting database (--database / TESSERA_DATABASE_URL): {}",
+                        crate::error::error_chain(&e)
+                    ))
+                })?);
+                Ok(Self {
+                    users: store.clone(),
+                    sessions: store.clone(),
+                    throttle: store.clone(),
+                    health: vec![("database", store)],
+                })
+            }
+            DatabaseUrl::Postgres(_) => Err(StoreSetupError(
+                "invalid setting database (--database / TESSERA_DATABASE_URL): this build has no PostgreSQL \
+                 backend yet; use sqlite://PATH"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// Everything a request handler may need.
+pub struct App {
+    /// The resolved settings.
+    pub settings: Settings,
+    /// The stores.
+    pub stores: Stores,
+    /// Password hashing pool.
+    pub passwords: Arc<Passwords>,
+    /// Session lifetimes.
+    pub policy: SessionPolicy,
+    /// Cookie names and flags.
+    pub cookies: CookieConfig,
+    /// Renders `/metrics`; `None` when another recorder was installed first.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The shared state type of the router.
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Builds the state from settings and opened stores.
+    pub fn new(
+        settings: Settings,
+        stores: Stores,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<AppState> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let passwords =
+            Passwords::new(HashCost::OWASP, cores).context("setting up password hashing")?;
+        Ok(Arc::new(Self {
+            policy: SessionPolicy {
+                idle: settings.session_idle,
+                absolute: settings.session_ttl,
+            },
+            cookies: CookieConfig::new(settings.insecure_dev_cookies),
+            settings,
+            stores,
+            passwords: Arc::new(passwords),
+            metrics,
+        }))
+    }
+}

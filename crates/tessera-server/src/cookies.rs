@@ -1,0 +1,108 @@
+//! Cookie names and `Set-Cookie` values.
+//!
+//! The session cookie is `HttpOnly` (no script can read it), `SameSite=Lax`
+//! and `Path=/`; unless the server runs with `--insecure-dev-cookies` it is
+//! also `Secure` and named with the `__Host-` prefix, which browsers accept
+//! only from HTTPS, for the whole host, without a `Domain` — so a sibling
+//! subdomain cannot plant or overwrite it.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use time::Duration;
+
+/// How this server names and flags its cookies.
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    secure: bool,
+}
+
+impl CookieConfig {
+    /// Secure cookies unless `insecure_dev` is set.
+    pub fn new(insecure_dev: bool) -> Self {
+        Self {
+            secure: !insecure_dev,
+        }
+    }
+
+    /// The session cookie's name.
+    pub fn session_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-tessera_session"
+        } else {
+            "tessera_session"
+        }
+    }
+
+    /// `Set-Cookie` for a new session secret, living `max_age`.
+    pub fn set_session(&self, secret: &str, max_age: Duration) -> HeaderValue {
+        self.build(self.session_name(), secret, max_age.whole_seconds().max(0))
+    }
+
+    /// `Set-Cookie` that makes the browser drop the session cookie.
+    pub fn clear_session(&self) -> HeaderValue {
+        self.build(self.session_name(), "", 0)
+    }
+
+    fn build(&self, name: &str, value: &str, max_age: i64) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        let raw =
+            format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+        // Names are constants and values are base64url, so this always holds.
+        HeaderValue::from_str(&raw).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+}
+
+/// Values of every cookie called `name` in the request's `Cookie` headers, in order.
+pub fn find<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"'))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_cookie_attributes() {
+        let c = CookieConfig::new(false);
+        let v = c.set_session("tsr_ss_abc", Duration::hours(24));
+        assert_eq!(
+            v.to_str().unwrap(),
+            "__Host-tessera_session=tsr_ss_abc; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure"
+        );
+    }
+
+    #[test]
+    fn dev_cookie_has_no_prefix_and_no_secure() {
+        let c = CookieConfig::new(true);
+        let v = c.clear_session();
+        assert_eq!(
+            v.to_str().unwrap(),
+            "tessera_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+        );
+    }
+
+    #[test]
+    fn finds_cookies_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; tessera_session=x; b=2"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("tessera_session=y"),
+        );
+        assert_eq!(
+            find(&h, "tessera_session").collect::<Vec<_>>(),
+            vec!["x", "y"]
+        );
+        assert_eq!(find(&h, "nope").count(), 0);
+    }
+}

@@ -1,0 +1,86 @@
+//! Request extractors shared by the handlers: a JSON body with API.md's
+//! limits and errors, and what the server learns about the client.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use serde::de::DeserializeOwned;
+use tessera_core::session::ClientInfo;
+
+use crate::error::ApiError;
+
+/// Largest request body accepted anywhere.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON request body: `415` unless the `Content-Type` is JSON (so no
+/// cross-site HTML form can reach a JSON route), `413` over 64 KiB, `400`
+/// when it does not parse. Unknown fields are ignored.
+pub struct JsonBody<T>(pub T);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json);
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The body must be JSON, with Content-Type: application/json.",
+            ));
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| payload_too_large())?;
+        // serde would also accept a JSON array for a struct (by position):
+        // the API speaks objects only.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::invalid_request("The body must be a JSON object."));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::invalid_request(format!("The body is not valid JSON for this request: {e}."))
+        })
+    }
+}
+
+/// `413 payload_too_large`. The rest of the body is never read, so the
+/// connection cannot be reused: `Connection: close` tells the client so.
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "The request body is larger than 64 KiB.",
+    )
+    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+}
+
+/// The client's `User-Agent` and address, kept with a new session.
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        Ok(Self(ClientInfo { user_agent, ip }))
+    }
+}

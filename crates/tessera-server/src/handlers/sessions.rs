@@ -1,0 +1,188 @@
+//! Session-based authentication: login, the current session, logout and the
+//! device list.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rand_core::OsRng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tessera_core::{SessionRecord, SessionSecret, csrf, ids};
+
+use super::rfc3339;
+use crate::app::AppState;
+use crate::auth::{Authenticated, CookieSession, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Client, JsonBody};
+use crate::login;
+
+/// Login body of `POST /v1/sessions` (and later `POST /v1/tokens`).
+#[derive(Deserialize)]
+pub struct Credentials {
+    /// The username, in any case.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+fn user_json(p: &Principal) -> Value {
+    json!({ "id": p.user_id, "username": p.username })
+}
+
+fn session_json(s: &SessionRecord) -> Value {
+    json!({
+        "id": s.id,
+        "created_at": rfc3339(s.created_at),
+        "expires_at": rfc3339(s.expires_at),
+        "idle_expires_at": s.idle_expires_at.map(rfc3339),
+    })
+}
+
+/// `no-store` on a response that carries a secret.
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `POST /v1/sessions`: checks the password and starts a cookie session with
+/// a fresh secret (never one the client proposed: no fixation).
+pub async fn login(
+    State(app): State<AppState>,
+    Client(client): Client,
+    JsonBody(body): JsonBody<Credentials>,
+) -> ApiResult<Response> {
+    let now = crate::handlers::now();
+    let user = login::check_password(
+        &app,
+        "session",
+        &body.username,
+        &body.password,
+        &client,
+        now,
+    )
+    .await?;
+    let secret = SessionSecret::generate(&mut OsRng);
+    let session = app.policy.new_cookie_session(
+        ids::session_id(&mut OsRng),
+        secret.hash(),
+        user.id.clone(),
+        client,
+        now,
+    );
+    app.stores.sessions.create_session(&session).await?;
+    tracing::info!(user_id = %user.id, session_id = %session.id, "session login");
+    let body = json!({
+        "user": { "id": user.id, "username": user.username },
+        "session": session_json(&session),
+        "csrf_token": csrf::token_for(&secret),
+    });
+    let mut res = (StatusCode::CREATED, Json(body)).into_response();
+    let headers = res.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        app.cookies
+            .set_session(secret.expose(), app.policy.absolute),
+    );
+    no_store(headers);
+    Ok(res)
+}
+
+/// `GET /v1/sessions/current`: the session of the cookie, and its CSRF token
+/// again so that a reloaded page can recover it.
+pub async fn current(CookieSession(p): CookieSession) -> Response {
+    let body = json!({
+        "user": user_json(&p),
+        "session": session_json(&p.session),
+        "csrf_token": p.csrf_token(),
+    });
+    let mut res = Json(body).into_response();
+    no_store(res.headers_mut());
+    res
+}
+
+fn cleared_cookie(app: &AppState) -> Response {
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut()
+        .append(header::SET_COOKIE, app.cookies.clear_session());
+    res
+}
+
+/// `DELETE /v1/sessions/current`: logout. Revokes the session on the server
+/// and clears the cookie; replaying the old cookie gets `401`.
+pub async fn logout(
+    State(app): State<AppState>,
+    CookieSession(p): CookieSession,
+) -> ApiResult<Response> {
+    app.stores
+        .sessions
+        .revoke_session(&p.user_id, &p.session.id, crate::handlers::now())
+        .await?;
+    tracing::info!(user_id = %p.user_id, session_id = %p.session.id, "logout");
+    Ok(cleared_cookie(&app))
+}
+
+/// `GET /v1/sessions`: the caller's live sessions, every kind.
+pub async fn list(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<Value>> {
+    let sessions = app
+        .stores
+        .sessions
+        .list_sessions(&p.user_id, crate::handlers::now())
+        .await?;
+    let sessions: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "kind": s.kind.as_str(),
+                "created_at": rfc3339(s.created_at),
+                "last_seen_at": rfc3339(s.last_seen_at),
+                "expires_at": rfc3339(s.expires_at),
+                "idle_expires_at": s.idle_expires_at.map(rfc3339),
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "current": s.id == p.session.id,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sessions": sessions })))
+}
+
+/// `DELETE /v1/sessions/{id}`: revokes one of the caller's sessions. Another
+/// user's id, or one already ended, is `404`, exactly like an unknown id.
+pub async fn revoke(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let done = app
+        .stores
+        .sessions
+        .revoke_session(&p.user_id, &id, crate::handlers::now())
+        .await?;
+    if !done {
+        return Err(ApiError::not_found("No such session."));
+    }
+    tracing::info!(user_id = %p.user_id, session_id = %id, "session revoked");
+    if id == p.session.id && p.csrf_token().is_some() {
+        // The caller ended its own cookie session: drop the cookie too.
+        return Ok(cleared_cookie(&app));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /v1/sessions`: revokes every session of the caller but the current one.
+pub async fn revoke_others(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<StatusCode> {
+    let revoked = app
+        .stores
+        .sessions
+        .revoke_user_sessions(&p.user_id, Some(&p.session.id), crate::handlers::now())
+        .await?;
+    tracing::info!(user_id = %p.user_id, revoked = revoked.len(), "other sessions revoked");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,100 @@
+//! `tessera serve`: open the stores, bind, announce, serve until SIGINT or
+//! SIGTERM, then finish the requests in flight and close the stores.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::app::{App, AppState, Stores};
+use crate::settings::{SettingError, Settings};
+use crate::telemetry;
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let stores = Stores::open(&settings.database, settings.redis.as_deref()).await?;
+    let listen = settings.listen;
+    let metrics = telemetry::install_metrics();
+    let app = App::new(settings, stores, metrics)?;
+
+    let listener = TcpListener::bind(listen).await.map_err(|e| SettingError {
+        name: "listen",
+        flag: "listen",
+        env: "TESSERA_LISTEN",
+        problem: format!("cannot listen on {listen}: {e}"),
+    })?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+
+    let maintenance = tokio::spawn(maintain(app.clone()));
+    let router = crate::router::router(app.clone());
+
+    // The one line tests and scripts wait for, on standard output.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "tessera listening on http://{addr}").context("writing to stdout")?;
+    out.flush().context("writing to stdout")?;
+    drop(out);
+    tracing::info!(%addr, "serving");
+
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving HTTP")?;
+
+    maintenance.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}
+
+/// Periodic housekeeping: drop ended sessions and stale failure counters, and
+/// keep the metrics histograms bounded.
+async fn maintain(app: AppState) {
+    let mut tick = tokio::time::interval(telemetry::MAINTENANCE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = crate::handlers::now();
+        // Ended sessions stay a while so that a revoked session's access
+        // tokens remain refused until they would have expired anyway.
+        let keep = app.settings.access_ttl.max(time::Duration::hours(1));
+        if let Err(e) = app.stores.sessions.purge_sessions(now - keep).await {
+            tracing::warn!(error = %crate::error::error_chain(&e), "purging sessions failed");
+        }
+        let window = tessera_core::throttle::ThrottlePolicy::PER_USERNAME
+            .window
+            .max(tessera_core::throttle::ThrottlePolicy::PER_ADDRESS.window);
+        if let Err(e) = app.stores.throttle.purge_failures(now - window).await {
+            tracing::warn!(error = %crate::error::error_chain(&e), "purging failure counters failed");
+        }
+        if let Some(handle) = &app.metrics {
+            telemetry::upkeep(handle);
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! Settings: one typed struct, resolved from flags, the environment and a TOML
+//! file, in that order of precedence.
+//!
+//! clap reads flags and environment variables into [`SettingsArgs`] (every
+//! value optional and kept as text); [`FileSettings`] reads the TOML file and
+//! rejects unknown keys; [`Settings::resolve`] merges them, applies API.md's
+//! defaults and validates everything in one place, so a bad value stops the
+//! start with one line naming the setting, whichever source it came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use time::Duration;
+
+/// A setting that cannot be used. `main` prints it on one line and exits with 2.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name} (--{flag} / {env}): {problem}")]
+pub struct SettingError {
+    /// The setting's name in the config file.
+    pub name: &'static str,
+    /// The flag, without dashes.
+    pub flag: &'static str,
+    /// The environment variable.
+    pub env: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Settings as clap reads them from flags and environment variables.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct SettingsArgs {
+    /// TOML file with settings; flags and environment variables win over it.
+    #[arg(long, env = "TESSERA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on; port 0 picks a free port and prints it.
+    /// [default: 127.0.0.1:7480]
+    #[arg(long, env = "TESSERA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Database for users and keys, and by default sessions and refresh
+    /// tokens: sqlite://PATH or postgres://... [default: sqlite://tessera.db]
+    #[arg(long, env = "TESSERA_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+    /// When set, sessions, refresh tokens and the revocation list live in Redis.
+    #[arg(long, env = "TESSERA_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+    /// `iss` of access tokens. [default: http://127.0.0.1:7480]
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+    /// `aud` of access tokens. [default: the issuer]
+    #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD")]
+    pub audience: Option<String>,
+    /// Signing algorithm of access tokens: EdDSA, ES256, RS256 or HS256. [default: EdDSA]
+    #[arg(long, env = "TESSERA_JWT_ALG", value_name = "ALG")]
+    pub jwt_alg: Option<String>,
+    /// Window in which a spent refresh token returns the same successor
+    /// instead of counting as theft. [default: 0s]
+    #[arg(long, env = "TESSERA_REFRESH_GRACE", value_name = "DUR")]
+    pub refresh_grace: Option<String>,
+    /// Clock-skew allowance when checking exp and nbf, at most 60s. [default: 5s]
+    #[arg(long, env = "TESSERA_LEEWAY", value_name = "DUR")]
+    pub leeway: Option<String>,
+    /// Key-encryption key for signing keys in the database: 64 hex characters.
+    /// [default with SQLite: a 0600 file tessera.key beside the database]
+    #[arg(
+        long,
+        env = "TESSERA_MASTER_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
+    /// Bearer key for admin routes such as introspection; admin routes are off when unset.
+    #[arg(
+        long,
+        env = "TESSERA_ADMIN_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub admin_key: Option<String>,
+    /// Cookies without Secure and without the __Host-/__Secure- prefixes, for
+    /// plain-HTTP development on localhost only.
+    #[arg(long, env = "TESSERA_INSECURE_DEV_COOKIES", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub insecure_dev_cookies: Option<bool>,
+    /// Refuse new registrations with 403 registration_closed.
+    #[arg(long, env = "TESSERA_DISABLE_REGISTRATION", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub disable_registration: Option<bool>,
+    /// Lifetime of access tokens, e.g. 15m. [default: 15m]
+    #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "DUR")]
+    pub access_ttl: Option<String>,
+    /// Lifetime of refresh tokens, e.g. 14d. [default: 14d]
+    #[arg(long, env = "TESSERA_REFRESH_TTL", value_name = "DUR")]
+    pub refresh_ttl: Option<String>,
+    /// Idle timeout of cookie sessions, e.g. 30m. [default: 30m]
+    #[arg(long, env = "TESSERA_SESSION_IDLE", value_name = "DUR")]
+    pub session_idle: Option<String>,
+    /// Absolute lifetime of cookie sessions, e.g. 24h. [default: 24h]
+    #[arg(long, env = "TESSERA_SESSION_TTL", value_name = "DUR")]
+    pub session_ttl: Option<String>,
+}
+
+/// The TOML config file. Keys are the flag names with `_` for `-`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    listen: Option<String>,
+    database: Option<String>,
+    redis: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwt_alg: Option<String>,
+    refresh_grace: Option<String>,
+    leeway: Option<String>,
+    master_key: Option<String>,
+    admin_key: Option<String>,
+    insecure_dev_cookies: Option<bool>,
+    disable_registration: Option<bool>,
+    access_ttl: Option<String>,
+    refresh_ttl: Option<String>,
+    session_idle: Option<String>,
+    session_ttl: Option<String>,
+}
+
+/// The JWT signing algorithms tessera offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtAlg {
+    /// Ed25519 signatures (the default).
+    EdDsa,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// HMAC with SHA-256 (a shared secret; no JWKS).
+    Hs256,
+}
+
+impl JwtAlg {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+            Self::Hs256 => "HS256",
+        }
+    }
+}
+
+/// Where users, keys and (by default) sessions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file (or `:memory:`), as a sqlx URL.
+    Sqlite(String),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+/// A secret setting: `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the code that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Every setting, resolved and valid.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// The main database.
+    pub database: DatabaseUrl,
+    /// Redis URL, when sessions live in Redis.
+    pub redis: Option<String>,
+    /// `iss` of tokens.
+    pub issuer: String,
+    /// `aud` of tokens.
+    pub audience: String,
+    /// Signing algorithm.
+    pub jwt_alg: JwtAlg,
+    /// Refresh-token grace window.
+    pub refresh_grace: Duration,
+    /// Clock-skew allowance.
+    pub leeway: Duration,
+    /// Key-encryption key (32 bytes).
+    pub master_key: Option<Secret>,
+    /// Admin bearer key.
+    pub admin_key: Option<Secret>,
+    /// Plain-HTTP development cookies.
+    pub insecure_dev_cookies: bool,
+    /// Whether `POST /v1/users` accepts registrations.
+    pub registration_open: bool,
+    /// Access-token lifetime.
+    pub access_ttl: Duration,
+    /// Refresh-token lifetime.
+    pub refresh_ttl: Duration,
+    /// Session idle timeout.
+    pub session_idle: Duration,
+    /// Session absolute lifetime.
+    pub session_ttl: Duration,
+}
+
+/// Parses a duration of the form API.md uses: a number with a unit (`ms`,
+/// `s`, `m`, `h`, `d`), or several in a row (`1h30m`).
+///
+/// ```
+/// use tessera_server::settings::parse_duration;
+/// assert_eq!(parse_duration("15m"), Ok(time::Duration::minutes(15)));
+/// assert_eq!(parse_duration("1h30m"), Ok(time::Duration::minutes(90)));
+/// assert!(parse_duration("15").is_err());
+/// ```
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let bad = || format!("{raw:?} is not a duration like 30s, 15m, 24h or 14d");
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let unit_len = rest[digits..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        if digits == 0 || unit_len == 0 {
+            return Err(bad());
+        }
+        // Bounded first, so that no unit's multiplication can overflow.
+        let n: i64 = rest[..digits]
+            .parse()
+            .ok()
+            .filter(|n| *n <= 315_360_000_000)
+            .ok_or_else(bad)?;
+        let part = match &rest[digits..digits + unit_len] {
+            "ms" => Duration::milliseconds(n),
+            "s" => Duration::seconds(n),
+            "m" => Duration::minutes(n),
+            "h" => Duration::hours(n),
+            "d" => Duration::days(n),
+            _ => return Err(bad()),
+        };
+        // Anything beyond ten years is a typo, and would overflow date maths.
+        total = total
+            .checked_add(part)
+            .filter(|t| *t <= Duration::days(3650))
+            .ok_or_else(bad)?;
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(total)
+}
+
+/// Writes a duration back in the largest unit that divides it (`90s` → `90s`,
+/// `600s` → `10m`), the inverse of [`parse_duration`] for whole values.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.whole_milliseconds();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms != 0 && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+macro_rules! setting {
+    ($name:literal, $flag:literal, $env:literal) => {
+        SettingMeta {
+            name: $name,
+            flag: $flag,
+            env: $env,
+        }
+    };
+}
+
+#[derive(Clone, Copy)]
+struct SettingMeta {
+    name: &'static str,
+    flag: &'static str,
+    env: &'static str,
+}
+
+impl SettingMeta {
+    fn err(self, problem: impl Into<String>) -> SettingError {
+        SettingError {
+            name: self.name,
+            flag: self.flag,
+            env: self.env,
+            problem: problem.into(),
+        }
+    }
+
+    fn duration(self, value: Option<String>, default: Duration) -> Result<Duration, SettingError> {
+        value.map_or(Ok(default), |v| parse_duration(&v).map_err(|p| self.err(p)))
+    }
+
+    fn lifetime(self, value: Option<String>, default: Duration) -> Result<Duration, SettingError> {
+        let d = self.duration(value, default)?;
+        if d < Duration::seconds(1) {
+            return Err(self.err("must be at least 1s"));
+        }
+        Ok(d)
+    }
+}
+
+const CONFIG: SettingMeta = setting!("config", "config", "TESSERA_CONFIG");
+const LISTEN: SettingMeta = setting!("listen", "listen", "TESSERA_LISTEN");
+const DATABASE: SettingMeta = setting!("database", "database", "TESSERA_DATABASE_URL");
+const REDIS: SettingMeta = setting!("redis", "redis", "TESSERA_REDIS_URL");
+const ISSUER: SettingMeta = setting!("issuer", "issuer", "TESSERA_ISSUER");
+const AUDIENCE: SettingMeta = setting!("audience", "audience", "TESSERA_AUDIENCE");
+const JWT_ALG: SettingMeta = setting!("jwt_alg", "jwt-alg", "TESSERA_JWT_ALG");
+const REFRESH_GRACE: SettingMeta =
+    setting!("refresh_grace", "refresh-grace", "TESSERA_REFRESH_GRACE");
+const LEEWAY: SettingMeta = setting!("leeway", "leeway", "TESSERA_LEEWAY");
+const MASTER_KEY: SettingMeta = setting!("master_key", "master-key", "TESSERA_MASTER_KEY");
+const ADMIN_KEY: SettingMeta = setting!("admin_key", "admin-key", "TESSERA_ADMIN_KEY");
+const ACCESS_TTL: SettingMeta = setting!("access_ttl", "access-ttl", "TESSERA_ACCESS_TTL");
+const REFRESH_TTL: SettingMeta = setting!("refresh_ttl", "refresh-ttl", "TESSERA_REFRESH_TTL");
+const SESSION_IDLE: SettingMeta = setting!("session_idle", "session-idle", "TESSERA_SESSION_IDLE");
+const SESSION_TTL: SettingMeta = setting!("session_ttl", "session-ttl", "TESSERA_SESSION_TTL");
+
+/// The database setting as the `user` commands need it: from the flag or
+/// environment, else from the config file, else the default.
+pub fn resolve_database(
+    config: Option<&Path>,
+    flag: Option<String>,
+) -> Result<DatabaseUrl, SettingError> {
+    let file = read_file(config)?;
+    parse_database(flag.or(file.database))
+}
+
+fn read_file(path: Option<&Path>) -> Result<FileSettings, SettingError> {
+    let Some(path) = path else {
+        return Ok(FileSettings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CONFIG.err(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().to_owned();
+        CONFIG.err(format!("{}: {msg}", path.display()))
+    })
+}
+
+fn parse_database(value: Option<String>) -> Result<DatabaseUrl, SettingError> {
+    let url = value.unwrap_or_else(|| "sqlite://tessera.db".to_owned());
+    if url.starts_with("sqlite:") {
+        Ok(DatabaseUrl::Sqlite(url))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseUrl::Postgres(url))
+    } else {
+        Err(DATABASE.err(format!(
+            "{url:?} is neither sqlite://PATH nor postgres://..."
+        )))
+    }
+}
+
+fn parse_hex_key(meta: SettingMeta, value: Option<String>) -> Result<Option<Secret>, SettingError> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v.trim().to_owned();
+    if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(meta.err("must be 32 bytes written as 64 hexadecimal characters"));
+    }
+    Ok(Some(Secret(v)))
+}
+
+impl Settings {
+    /// The settings as TOML lines, secrets hidden, for `tessera config check`.
+    pub fn summary(&self) -> String {
+        let database = match &self.database {
+            DatabaseUrl::Sqlite(u) | DatabaseUrl::Postgres(u) => u,
+        };
+        let hidden = |s: &Option<Secret>| {
+            if s.is_some() {
+                "\"<set, hidden>\""
+            } else {
+                "\"<unset>\""
+            }
+        };
+        [
+            format!("listen = {:?}", self.listen.to_string()),
+            format!("database = {database:?}"),
+            format!("redis = {:?}", self.redis.as_deref().unwrap_or("<unset>")),
+            format!("issuer = {:?}", self.issuer),
+            format!("audience = {:?}", self.audience),
+            format!("jwt_alg = {:?}", self.jwt_alg.as_str()),
+            format!("refresh_grace = {:?}", format_duration(self.refresh_grace)),
+            format!("leeway = {:?}", format_duration(self.leeway)),
+            format!("master_key = {}", hidden(&self.master_key)),
+            format!("admin_key = {}", hidden(&self.admin_key)),
+            format!("insecure_dev_cookies = {}", self.insecure_dev_cookies),
+            format!("disable_registration = {}", !self.registration_open),
+            format!("access_ttl = {:?}", format_duration(self.access_ttl)),
+            format!("refresh_ttl = {:?}", format_duration(self.refresh_ttl)),
+            format!("session_idle = {:?}", format_duration(self.session_idle)),
+            format!("session_ttl = {:?}", format_duration(self.session_ttl)),
+        ]
+        .join("\n")
+    }
+
+    /// Merges flags and environment (`args`) over the config file over the
+    /// defaults, and validates the result.
+    pub fn resolve(args: SettingsArgs) -> Result<Self, SettingError> {
+        let f = read_file(args.config.as_deref())?;
+
+        let listen_raw = args
+            .listen
+            .or(f.listen)
+            .unwrap_or_else(|| "127.0.0.1:7480".into());
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            LISTEN.err(format!(
+                "{listen_raw:?} is not an address like 127.0.0.1:7480"
+            ))
+        })?;
+
+        let database = parse_database(args.database.or(f.database))?;
+        let redis = args.redis.or(f.redis);
+        if let Some(url) = redis
+            .as_ref()
+            .filter(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))
+        {
+            return Err(REDIS.err(format!("{url:?} is not a redis:// URL")));
+        }
+
+        let issuer = args
+            .issuer
+            .or(f.issuer)
+            .unwrap_or_else(|| "http://127.0.0.1:7480".into());
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+            return Err(ISSUER.err(format!("{issuer:?} is not an http(s) URL")));
+        }
+        let audience = args
+            .audience
+            .or(f.audience)
+            .unwrap_or_else(|| issuer.clone());
+        if audience.trim().is_empty() {
+            return Err(AUDIENCE.err("must not be empty"));
+        }
+
+        let jwt_alg = match args.jwt_alg.or(f.jwt_alg).as_deref() {
+            None | Some("EdDSA") => JwtAlg::EdDsa,
+            Some("ES256") => JwtAlg::Es256,
+            Some("RS256") => JwtAlg::Rs256,
+            Some("HS256") => JwtAlg::Hs256,
+            Some(other) => {
+                return Err(JWT_ALG.err(format!(
+                    "{other:?} is not one of EdDSA, ES256, RS256, HS256"
+                )));
+            }
+        };
+
+        let refresh_grace =
+            REFRESH_GRACE.duration(args.refresh_grace.or(f.refresh_grace), Duration::ZERO)?;
+        let leeway = LEEWAY.duration(args.leeway.or(f.leeway), Duration::seconds(5))?;
+        if leeway > Duration::seconds(60) {
+            return Err(LEEWAY.err("must be at most 60s"));
+        }
+
+        let master_key = parse_hex_key(MASTER_KEY, args.master_key.or(f.master_key))?;
+        let admin_key = match args.admin_key.or(f.admin_key) {
+            Some(k) if k.len() < 16 => return Err(ADMIN_KEY.err("must be at least 16 characters")),
+            other => other.map(Secret),
+        };
+
+        let session_idle =
+            SESSION_IDLE.lifetime(args.session_idle.or(f.session_idle), Duration::minutes(30))?;
+        let session_ttl =
+            SESSION_TTL.lifetime(args.session_ttl.or(f.session_ttl), Duration::hours(24))?;
+
+        Ok(Self {
+            listen,
+            database,
+            redis,
+            issuer,
+            audience,
+            jwt_alg,
+            refresh_grace,
+            leeway,
+            master_key,
+            admin_key,
+            insecure_dev_cookies: args
+                .insecure_dev_cookies
+                .or(f.insecure_dev_cookies)
+                .unwrap_or(false),
+            registration_open: !args
+                .disable_registration
+                .or(f.disable_registration)
+                .unwrap_or(false),
+            access_ttl: ACCESS_TTL
+                .lifetime(args.access_ttl.or(f.access_ttl), Duration::minutes(15))?,
+            refresh_ttl: REFRESH_TTL
+                .lifetime(args.refresh_ttl.or(f.refresh_ttl), Duration::days(14))?,
+            session_idle,
+            session_ttl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::seconds(2)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::minutes(15)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::hours(24)));
+        assert_eq!(parse_duration("14d"), Ok(Duration::days(14)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::milliseconds(250)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::minutes(90)));
+        for bad in [
+            "",
+            "15",
+            "m",
+            "15x",
+            "-5s",
+            "1.5h",
+            "15 m",
+            "99999999999999999999s",
+            "4000d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formatting_round_trips() {
+        for raw in ["0ms", "250ms", "90s", "10m", "36h", "14d"] {
+            assert_eq!(format_duration(parse_duration(raw).unwrap()), raw);
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_api() {
+        let s = Settings::resolve(SettingsArgs::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7480");
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite("sqlite://tessera.db".into())
+        );
+        assert_eq!(s.issuer, "http://127.0.0.1:7480");
+        assert_eq!(s.audience, s.issuer);
+        assert_eq!(s.jwt_alg, JwtAlg::EdDsa);
+        assert_eq!(s.leeway, Duration::seconds(5));
+        assert_eq!(s.refresh_grace, Duration::ZERO);
+        assert_eq!(s.access_ttl, Duration::minutes(15));
+        assert_eq!(s.refresh_ttl, Duration::days(14));
+        assert_eq!(s.session_idle, Duration::minutes(30));
+        assert_eq!(s.session_ttl, Duration::hours(24));
+        assert!(!s.insecure_dev_cookies);
+        assert!(s.registration_open);
+    }
+
+    #[test]
+    fn leeway_is_capped() {
+        let args = SettingsArgs {
+            leeway: Some("61s".into()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(args).unwrap_err();
+        assert_eq!(err.name, "leeway");
+        assert!(err.to_string().contains("--leeway"));
+    }
+
+    #[test]
+    fn unknown_algorithm_is_named() {
+        let args = SettingsArgs {
+            jwt_alg: Some("none".into()),
+            ..Default::default()
+        };
+        assert_eq!(Settings::resolve(args).unwrap_err().name, "jwt_alg");
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "session_idle = \"5m\"\nsession_ttl = \"1h\"\n").unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            session_idle: Some("7m".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(s.session_idle, Duration::minutes(7));
+        assert_eq!(s.session_ttl, Duration::hours(1));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "sesion_idle = \"5m\"\n").unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = Settings::resolve(args).unwrap_err();
+        assert_eq!(err.name, "config");
+        assert!(err.problem.contains("sesion_idle"), "{}", err.problem);
+    }
+
+    #[test]
+    fn master_key_must_be_hex() {
+        let args = SettingsArgs {
+            master_key: Some("abc".into()),
+            ..Default::default()
+        };
+        assert_eq!(Settings::resolve(args).unwrap_err().name, "master_key");
+        let args = SettingsArgs {
+            master_key: Some("ab".repeat(32)),
+            ..Default::default()
+        };
+        let s = Settings::resolve(args).unwrap();
+        assert!(!format!("{s:?}").contains("abab"));
+    }
+}

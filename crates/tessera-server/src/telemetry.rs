@@ -1,0 +1,83 @@
+//! Logs and metrics.
+//!
+//! Logs go to standard error through `tracing`; a request is logged with its
+//! method, path, status and latency — never headers, bodies or query strings,
+//! so no cookie, token or password can reach a log. Metrics are recorded with
+//! the `metrics` facade and rendered by the Prometheus exporter at `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Name of the request latency histogram.
+pub const REQUEST_DURATION: &str = "tessera_http_request_duration_seconds";
+
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn install_metrics() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "tessera_http_requests_total",
+        "HTTP requests by route, method and status."
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "HTTP request latency by route."
+    );
+    metrics::describe_counter!(
+        "tessera_logins_total",
+        "Password checks by kind of login and outcome."
+    );
+    metrics::describe_counter!(
+        "tessera_authentications_total",
+        "Credential checks by method and outcome (ok, or the refusal reason)."
+    );
+    metrics::describe_gauge!(
+        "tessera_active_sessions",
+        "Live sessions, counted at scrape time."
+    );
+    metrics::describe_counter!(
+        "tessera_csrf_failures_total",
+        "Cookie requests refused for a missing or wrong CSRF token."
+    );
+    metrics::describe_counter!("tessera_registrations_total", "Accounts created.");
+}
+
+/// Keeps histogram memory bounded; call periodically.
+pub fn upkeep(handle: &PrometheusHandle) {
+    handle.run_upkeep();
+}
+
+/// How often maintenance runs.
+pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
+
+/// Sets up `tracing` to standard error, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

@@ -1,0 +1,232 @@
+//! The `tessera` command: settings, exit codes, help, operator commands.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use reqwest::Method;
+
+use crate::support::*;
+
+/// Runs `tessera args…` in a temporary directory and returns (code, stdout, stderr).
+fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    run_in(dir.path(), args, env, stdin)
+}
+
+fn run_in(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "TESSERA_LISTEN",
+        "TESSERA_DATABASE_URL",
+        "TESSERA_REDIS_URL",
+        "TESSERA_CONFIG",
+        "TESSERA_SESSION_IDLE",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invalid_settings_stop_the_start_with_one_line_and_exit_2() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&["--session-idle", "2x"], &[], "session_idle"),
+        (&["--session-ttl", "0s"], &[], "session_ttl"),
+        (&["--jwt-alg", "none"], &[], "jwt_alg"),
+        (&["--leeway", "61s"], &[], "leeway"),
+        (&["--listen", "nowhere"], &[], "listen"),
+        (&["--database", "mysql://x"], &[], "database"),
+        (
+            &["--database", "sqlite:///nonexistent-tessera-dir/sub/x.db"],
+            &[],
+            "database",
+        ),
+        (&["--master-key", "abcd"], &[], "master_key"),
+        (&[], &[("TESSERA_SESSION_IDLE", "soon")], "session_idle"),
+        (&[], &[("TESSERA_ACCESS_TTL", "-1m")], "access_ttl"),
+    ];
+    for (args, env, setting) in cases {
+        let mut full = vec!["serve", "--listen", "127.0.0.1:0"];
+        if args.first() == Some(&"--listen") {
+            full.truncate(1);
+        }
+        full.extend_from_slice(args);
+        let (code, stdout, stderr) = run(&full, env, None);
+        assert_eq!(code, 2, "{args:?} {env:?}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("tessera:"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].contains(setting),
+            "{setting} not named in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tessera.toml");
+    std::fs::write(&path, "session_idle = \"10m\"\nleeway = \"90s\"\n").unwrap();
+    let (code, _, stderr) = run(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("leeway"), "{stderr}");
+    // The flag wins over the file.
+    let (code, stdout, stderr) = run(
+        &[
+            "config",
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+            "--leeway",
+            "10s",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("session_idle = \"10m\""), "{stdout}");
+    assert!(stdout.contains("leeway = \"10s\""), "{stdout}");
+
+    std::fs::write(&path, "sesion_idle = \"10m\"\n").unwrap();
+    let (code, _, stderr) = run(
+        &["config", "check", "--config", path.to_str().unwrap()],
+        &[],
+        None,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("sesion_idle"), "{stderr}");
+}
+
+#[test]
+fn help_explains_every_option() {
+    let (code, stdout, _) = run(&["serve", "--help"], &[], None);
+    assert_eq!(code, 0);
+    for flag in [
+        "--listen",
+        "--database",
+        "--redis",
+        "--issuer",
+        "--audience",
+        "--jwt-alg",
+        "--refresh-grace",
+        "--leeway",
+        "--master-key",
+        "--admin-key",
+        "--insecure-dev-cookies",
+        "--access-ttl",
+        "--refresh-ttl",
+        "--session-idle",
+        "--session-ttl",
+        "--config",
+        "TESSERA_LISTEN",
+        "TESSERA_DATABASE_URL",
+    ] {
+        assert!(
+            stdout.contains(flag),
+            "{flag} missing from serve --help:\n{stdout}"
+        );
+    }
+    let (code, stdout, _) = run(&["--help"], &[], None);
+    assert_eq!(code, 0);
+    for cmd in ["serve", "user", "config"] {
+        assert!(stdout.contains(cmd), "{cmd} missing from --help");
+    }
+}
+
+#[tokio::test]
+async fn operators_add_users_from_stdin_and_list_them() {
+    let server = start().await;
+    let db = format!("sqlite://{}", server.db_path().display());
+    let (code, stdout, stderr) = run(
+        &["user", "add", "Operator", "--database", &db],
+        &[],
+        Some("op password 123\n"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("Operator"), "{stdout}");
+    // The running server sees the user at once.
+    login_as(&server, "operator", "op password 123").await;
+
+    let (code, _, stderr) = run(
+        &["user", "add", "OPERATOR", "--database", &db],
+        &[],
+        Some("other password\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("taken"), "{stderr}");
+    let (code, _, stderr) = run(
+        &["user", "add", "shortpw", "--database", &db],
+        &[],
+        Some("short\n"),
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("password"), "{stderr}");
+
+    let (code, stdout, _) = run(&["user", "list"], &[("TESSERA_DATABASE_URL", &db)], None);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Operator") && stdout.contains("usr_"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("argon2"), "no hashes in the listing");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let mut server = start().await;
+    let name = unique("sigterm");
+    register(&server, &name).await;
+    let status = server.stop().await;
+    assert!(status.success(), "{status}");
+    assert!(server.log().contains("stopped"), "{}", server.log());
+}
+
+#[tokio::test]
+async fn the_default_database_is_tessera_db_in_the_working_directory() {
+    // No --database: the embedded default creates ./tessera.db.
+    let server = Server::start_with(
+        BIN,
+        Options {
+            embedded_default: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    register(&server, &unique("default")).await;
+    assert!(server.dir().join("tessera.db").exists());
+    let (status, _) = call(&server, Method::GET, "/readyz", Default::default(), None).await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,139 @@
+//! What every route shares: JSON errors, body limits, operations endpoints.
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let server = start().await;
+    let got = call(&server, Method::GET, "/nope", HeaderMap::new(), None).await;
+    assert_error(&got, 404, "not_found");
+    let got = call(&server, Method::GET, "/v1/users", HeaderMap::new(), None).await;
+    assert_error(&got, 405, "method_not_allowed");
+    let got = call(&server, Method::PUT, "/v1/me", HeaderMap::new(), None).await;
+    assert_error(&got, 405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn json_routes_refuse_other_media_types_malformed_and_oversized_bodies() {
+    let server = start().await;
+    let client = server.client();
+    for route in ["/v1/users", "/v1/sessions"] {
+        // An HTML form cannot reach a JSON route.
+        let res = client
+            .post(server.url(route))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("username=mallory&password=12345678")
+            .send()
+            .await
+            .unwrap();
+        assert_error(&status_json(res).await, 415, "unsupported_media_type");
+        let res = client
+            .post(server.url(route))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_error(&status_json(res).await, 415, "unsupported_media_type");
+        let res = client
+            .post(server.url(route))
+            .header("content-type", "text/plain")
+            .body(r#"{"username":"a","password":"b"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_error(&status_json(res).await, 415, "unsupported_media_type");
+
+        for malformed in [
+            "{",
+            "",
+            "null",
+            "{\"username\": \"x\" \"password\": 1}",
+            "\u{0}",
+        ] {
+            let res = client
+                .post(server.url(route))
+                .header("content-type", "application/json")
+                .body(malformed)
+                .send()
+                .await
+                .unwrap();
+            assert_error(&status_json(res).await, 400, "invalid_request");
+        }
+
+        let big = json!({ "username": "big", "password": "x".repeat(70 * 1024) });
+        let got = call(&server, Method::POST, route, HeaderMap::new(), Some(&big)).await;
+        assert_error(&got, 413, "payload_too_large");
+    }
+    // A charset parameter is fine.
+    let res = client
+        .post(server.url("/v1/users"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(json!({ "username": unique("charset"), "password": PASSWORD }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_on_any_route() {
+    let server = start().await;
+    let res = server
+        .client()
+        .delete(server.url("/v1/sessions/current"))
+        .body(vec![b'x'; 65 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_error(&status_json(res).await, 413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let server = start().await;
+    let (status, body) = call(&server, Method::GET, "/healthz", HeaderMap::new(), None).await;
+    assert_eq!((status, body), (200, json!({ "status": "ok" })));
+    let (status, body) = call(&server, Method::GET, "/readyz", HeaderMap::new(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"]["database"], "ok");
+
+    let (_, login) = user_with_session(&server, "metrics").await;
+    let bad = server
+        .post_json(
+            "/v1/sessions",
+            &json!({ "username": "nobody_at_all", "password": "whatever123" }),
+        )
+        .await;
+    assert_eq!(bad.status(), 401);
+    assert_eq!(
+        call(&server, Method::GET, "/v1/me", login.cookie_only(), None)
+            .await
+            .0,
+        200
+    );
+
+    let res = server.get("/metrics", HeaderMap::new()).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    for needle in [
+        r#"tessera_http_requests_total{route="/v1/me",method="GET",status="200"} 1"#,
+        r#"tessera_logins_total{method="session",outcome="success"} 1"#,
+        r#"tessera_logins_total{method="session",outcome="invalid_credentials"} 1"#,
+        r#"tessera_authentications_total{method="session",outcome="ok"} 1"#,
+        "tessera_active_sessions 1",
+        "tessera_http_request_duration_seconds_bucket{",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(!text.contains(&login.secret));
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `tessera` binary on 127.0.0.1:0, spoken to over
+//! real HTTP. One binary with modules, to keep link time down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod cli;
+mod common;
+mod sessions;
+mod support;
