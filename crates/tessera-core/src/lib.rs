@@ -13,8 +13,11 @@
 pub mod account;
 pub mod csrf;
 pub mod ids;
+pub mod jwt;
 pub mod password;
+pub mod refresh;
 pub mod refusal;
+pub mod sealed;
 pub mod secret;
 pub mod session;
 pub mod throttle;

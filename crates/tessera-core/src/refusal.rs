@@ -14,10 +14,10 @@ pub enum Refusal {
     /// The credential is not of any format tessera issues.
     #[error("malformed credential")]
     Malformed,
-    /// Well-formed, but no such session exists (never issued, or purged).
+    /// Well-formed, but no such session or token exists (never issued, or purged).
     #[error("unknown credential")]
     Unknown,
-    /// The absolute lifetime is over.
+    /// The lifetime is over (`exp` passed, or the session's absolute lifetime).
     #[error("expired")]
     Expired,
     /// The session was idle longer than the idle timeout.
@@ -26,9 +26,33 @@ pub enum Refusal {
     /// The session was revoked (logout, revoke from another device, password change).
     #[error("revoked")]
     Revoked,
-    /// The session's user no longer exists.
+    /// The credential's user no longer exists.
     #[error("user gone")]
     UserGone,
+    /// The token's signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// The token names a key (`kid`) this server does not know.
+    #[error("unknown key")]
+    UnknownKey,
+    /// The token's `alg` is not the configured one (including `none`).
+    #[error("wrong algorithm")]
+    WrongAlgorithm,
+    /// The token's `typ` is not `at+jwt`.
+    #[error("wrong type")]
+    WrongType,
+    /// The token's `iss` is not this server.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// The token's `aud` is not this server's audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// The token's `nbf` is in the future.
+    #[error("not yet valid")]
+    NotYetValid,
+    /// A spent refresh token was presented again after the grace window.
+    #[error("refresh token reused")]
+    Reused,
 }
 
 impl Refusal {
@@ -42,6 +66,14 @@ impl Refusal {
             Self::IdleExpired => "idle_expired",
             Self::Revoked => "revoked",
             Self::UserGone => "user_gone",
+            Self::BadSignature => "bad_signature",
+            Self::UnknownKey => "unknown_key",
+            Self::WrongAlgorithm => "wrong_algorithm",
+            Self::WrongType => "wrong_type",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Reused => "reused",
         }
     }
 }
