@@ -16,10 +16,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
+use tessera_core::refresh::SpendOutcome;
 use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionKind, SessionRecord};
 use tessera_store::{
-    Ping, SessionStore, StoreError, StoreResult, ThrottleStore, UserRecord, UserStore,
+    KeyStore, Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoreResult, StoredKey,
+    ThrottleStore, UserRecord, UserStore,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -119,13 +121,7 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
 
 fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
     let hash: Option<Vec<u8>> = row.try_get("secret_hash").map_err(map_err)?;
-    let secret_hash = hash
-        .map(|h| {
-            <[u8; 32]>::try_from(h.as_slice())
-                .map(SecretHash::from_bytes)
-                .map_err(|e| StoreError::Other(Box::new(e)))
-        })
-        .transpose()?;
+    let secret_hash = hash.map(hash_from).transpose()?;
     let kind: String = row.try_get("kind").map_err(map_err)?;
     Ok(SessionRecord {
         id: row.try_get("id").map_err(map_err)?,
@@ -421,6 +417,206 @@ impl ThrottleStore for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+}
+
+fn hash_from(bytes: Vec<u8>) -> StoreResult<SecretHash> {
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map(SecretHash::from_bytes)
+        .map_err(|e| StoreError::Other(Box::new(e)))
+}
+
+fn refresh_from_row(row: &SqliteRow) -> StoreResult<RefreshRecord> {
+    Ok(RefreshRecord {
+        hash: hash_from(row.try_get("hash").map_err(map_err)?)?,
+        session_id: row.try_get("session_id").map_err(map_err)?,
+        user_id: row.try_get("user_id").map_err(map_err)?,
+        issued_at: from_ms(row.try_get("issued_at").map_err(map_err)?)?,
+        expires_at: from_ms(row.try_get("expires_at").map_err(map_err)?)?,
+        spent_at: opt_from_ms(row.try_get("spent_at").map_err(map_err)?)?,
+    })
+}
+
+fn key_from_row(row: &SqliteRow) -> StoreResult<StoredKey> {
+    Ok(StoredKey {
+        kid: row.try_get("kid").map_err(map_err)?,
+        alg: row.try_get("alg").map_err(map_err)?,
+        sealed_private: row.try_get("sealed_private").map_err(map_err)?,
+        created_at: from_ms(row.try_get("created_at").map_err(map_err)?)?,
+        superseded_at: opt_from_ms(row.try_get("superseded_at").map_err(map_err)?)?,
+    })
+}
+
+#[async_trait]
+impl RefreshStore for SqliteStore {
+    async fn create_refresh(&self, t: &RefreshRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (hash, session_id, user_id, issued_at, expires_at, spent_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.hash.as_bytes().as_slice())
+        .bind(&t.session_id)
+        .bind(&t.user_id)
+        .bind(ms(t.issued_at))
+        .bind(ms(t.expires_at))
+        .bind(t.spent_at.map(ms))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn spend_refresh(
+        &self,
+        presented: &SecretHash,
+        successor: &SecretHash,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> StoreResult<SpendOutcome> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // The compare-and-set: only one transaction can flip spent_at from NULL.
+        let won = sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = ?1 \
+             WHERE hash = ?2 AND spent_at IS NULL AND expires_at > ?1 \
+             RETURNING session_id, user_id, expires_at",
+        )
+        .bind(ms(now))
+        .bind(presented.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if let Some(row) = won {
+            let session_id: String = row.try_get("session_id").map_err(map_err)?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (hash, session_id, user_id, issued_at, expires_at, spent_at) \
+                 VALUES (?, ?, ?, ?, ?, NULL)",
+            )
+            .bind(successor.as_bytes().as_slice())
+            .bind(&session_id)
+            .bind(row.try_get::<String, _>("user_id").map_err(map_err)?)
+            .bind(ms(now))
+            .bind(row.try_get::<i64, _>("expires_at").map_err(map_err)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(SpendOutcome::Rotated { session_id });
+        }
+        let row = sqlx::query(
+            "SELECT session_id, spent_at, expires_at FROM refresh_tokens WHERE hash = ?",
+        )
+        .bind(presented.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        let Some(row) = row else {
+            return Ok(SpendOutcome::Unknown);
+        };
+        let session_id: String = row.try_get("session_id").map_err(map_err)?;
+        let expires_at = from_ms(row.try_get("expires_at").map_err(map_err)?)?;
+        let spent_at = opt_from_ms(row.try_get("spent_at").map_err(map_err)?)?;
+        Ok(match spent_at {
+            _ if expires_at <= now => SpendOutcome::Unknown,
+            Some(spent) if grace > Duration::ZERO && now - spent <= grace => {
+                SpendOutcome::Grace { session_id }
+            }
+            _ => SpendOutcome::Reused { session_id },
+        })
+    }
+
+    async fn refresh_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<RefreshRecord>> {
+        sqlx::query("SELECT * FROM refresh_tokens WHERE hash = ?")
+            .bind(hash.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(refresh_from_row)
+            .transpose()
+    }
+
+    async fn purge_refresh(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < ?")
+            .bind(ms(before))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
+        sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    async fn ensure_current_key(&self, key: &StoredKey) -> StoreResult<StoredKey> {
+        // The partial unique index allows one current key per algorithm, so
+        // of several instances starting at once exactly one insert lands.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, superseded_at) \
+             VALUES (?, ?, ?, ?, NULL) ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.sealed_private)
+        .bind(ms(key.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let row = sqlx::query("SELECT * FROM signing_keys WHERE alg = ? AND superseded_at IS NULL")
+            .bind(&key.alg)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        key_from_row(&row)
+    }
+
+    async fn rotate_key(&self, key: &StoredKey) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "UPDATE signing_keys SET superseded_at = ? WHERE alg = ? AND superseded_at IS NULL",
+        )
+        .bind(ms(key.created_at))
+        .bind(&key.alg)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, sealed_private, created_at, superseded_at) VALUES (?, ?, ?, ?, NULL)",
+        )
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(&key.sealed_private)
+        .bind(ms(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, sealed) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        sqlx::query_scalar("SELECT sealed FROM server_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
     }
 }
 

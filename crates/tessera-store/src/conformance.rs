@@ -19,11 +19,22 @@ use tessera_core::{SecretHash, SessionKind, SessionPolicy, SessionRecord};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
-use crate::{Ping, SessionStore, StoreError, ThrottleStore, UserRecord, UserStore};
+use tessera_core::refresh::SpendOutcome;
+
+use crate::{
+    KeyStore, Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoredKey,
+    ThrottleStore, UserRecord, UserStore,
+};
 
 /// Everything a full backend implements.
-pub trait FullStore: UserStore + SessionStore + ThrottleStore + Ping + 'static {}
-impl<T: UserStore + SessionStore + ThrottleStore + Ping + 'static> FullStore for T {}
+pub trait FullStore:
+    UserStore + SessionStore + ThrottleStore + RefreshStore + KeyStore + Ping + 'static
+{
+}
+impl<T: UserStore + SessionStore + ThrottleStore + RefreshStore + KeyStore + Ping + 'static>
+    FullStore for T
+{
+}
 
 /// The fixed "now" of the checks.
 pub const T0: OffsetDateTime = datetime!(2030-06-01 12:00:00.000 UTC);
@@ -367,6 +378,180 @@ pub async fn throttle_purge<S: FullStore>(s: Arc<S>) {
     assert!(s.failures(&new, T0, w).await.unwrap().is_some());
 }
 
+fn refresh(session_id: &str) -> RefreshRecord {
+    RefreshRecord {
+        hash: SecretHash::of(&unique("tsr_rt_")),
+        session_id: session_id.to_owned(),
+        user_id: "usr_r".to_owned(),
+        issued_at: T0,
+        expires_at: T0 + Duration::days(14),
+        spent_at: None,
+    }
+}
+
+/// Spending rotates once; a second presentation is grace, then reuse.
+pub async fn refresh_rotation_grace_and_reuse<S: FullStore>(s: Arc<S>) {
+    let first = refresh("ses_fam");
+    s.create_refresh(&first).await.unwrap();
+    let next = SecretHash::of(&unique("tsr_rt_"));
+    let grace = Duration::seconds(10);
+    let fam = || "ses_fam".to_owned();
+    assert_eq!(
+        s.spend_refresh(&first.hash, &next, T0, grace)
+            .await
+            .unwrap(),
+        SpendOutcome::Rotated { session_id: fam() }
+    );
+    let spent = s.refresh_by_hash(&first.hash).await.unwrap().unwrap();
+    assert_eq!(spent.spent_at, Some(T0));
+    let succ = s.refresh_by_hash(&next).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            succ.session_id.as_str(),
+            succ.user_id.as_str(),
+            succ.issued_at,
+            succ.expires_at,
+            succ.spent_at
+        ),
+        ("ses_fam", "usr_r", T0, first.expires_at, None)
+    );
+    // Within the grace window: the same successor stands, nothing new is stored.
+    let other = SecretHash::of(&unique("tsr_rt_"));
+    assert_eq!(
+        s.spend_refresh(&first.hash, &other, T0 + Duration::seconds(10), grace)
+            .await
+            .unwrap(),
+        SpendOutcome::Grace { session_id: fam() }
+    );
+    assert_eq!(s.refresh_by_hash(&other).await.unwrap(), None);
+    assert_eq!(
+        s.spend_refresh(&first.hash, &other, T0 + Duration::seconds(11), grace)
+            .await
+            .unwrap(),
+        SpendOutcome::Reused { session_id: fam() }
+    );
+    // The successor still rotates normally.
+    assert_eq!(
+        s.spend_refresh(&next, &other, T0 + Duration::seconds(12), Duration::ZERO)
+            .await
+            .unwrap(),
+        SpendOutcome::Rotated { session_id: fam() }
+    );
+}
+
+/// Unknown and expired tokens are `Unknown`.
+pub async fn refresh_unknown_and_expired<S: FullStore>(s: Arc<S>) {
+    let any = SecretHash::of(&unique("tsr_rt_"));
+    assert_eq!(
+        s.spend_refresh(&any, &any, T0, Duration::ZERO)
+            .await
+            .unwrap(),
+        SpendOutcome::Unknown
+    );
+    let t = refresh("ses_exp");
+    s.create_refresh(&t).await.unwrap();
+    assert_eq!(
+        s.spend_refresh(&t.hash, &any, t.expires_at, Duration::ZERO)
+            .await
+            .unwrap(),
+        SpendOutcome::Unknown
+    );
+    assert_eq!(
+        s.purge_refresh(t.expires_at + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(s.refresh_by_hash(&t.hash).await.unwrap(), None);
+}
+
+/// Sixteen concurrent spends of one token: exactly one rotates.
+pub async fn refresh_concurrent_spends_one_wins<S: FullStore>(s: Arc<S>) {
+    for grace in [Duration::ZERO, Duration::minutes(1)] {
+        let t = refresh("ses_race");
+        s.create_refresh(&t).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let s = s.clone();
+            let succ = SecretHash::of(&unique("tsr_rt_"));
+            tasks.spawn(async move { s.spend_refresh(&t.hash, &succ, T0, grace).await.unwrap() });
+        }
+        let outcomes = tasks.join_all().await;
+        let rotated = outcomes
+            .iter()
+            .filter(|o| matches!(o, SpendOutcome::Rotated { .. }))
+            .count();
+        assert_eq!(rotated, 1, "{outcomes:?}");
+        // Strict mode (zero grace): every other presentation is reuse, even
+        // within the same millisecond. With a window: every other one is grace.
+        let others_ok = outcomes.iter().all(|o| match o {
+            SpendOutcome::Rotated { .. } => true,
+            SpendOutcome::Grace { .. } => grace > Duration::ZERO,
+            SpendOutcome::Reused { .. } => grace == Duration::ZERO,
+            SpendOutcome::Unknown => false,
+        });
+        assert!(others_ok, "{outcomes:?}");
+    }
+}
+
+fn key(alg: &str, at: OffsetDateTime) -> StoredKey {
+    StoredKey {
+        kid: unique("kid_"),
+        alg: alg.to_owned(),
+        sealed_private: vec![1, 2, 3],
+        created_at: at,
+        superseded_at: None,
+    }
+}
+
+/// The first current key wins; rotation supersedes it.
+pub async fn keys_ensure_and_rotate<S: FullStore>(s: Arc<S>) {
+    let a = key("EdDSA", T0);
+    assert_eq!(s.ensure_current_key(&a).await.unwrap(), a);
+    let b = key("EdDSA", T0 + Duration::seconds(1));
+    assert_eq!(
+        s.ensure_current_key(&b).await.unwrap(),
+        a,
+        "the existing key stays current"
+    );
+    let other_alg = key("ES256", T0);
+    assert_eq!(s.ensure_current_key(&other_alg).await.unwrap(), other_alg);
+
+    let c = key("EdDSA", T0 + Duration::hours(1));
+    s.rotate_key(&c).await.unwrap();
+    let keys = s.keys().await.unwrap();
+    let find = |kid: &str| keys.iter().find(|k| k.kid == kid).cloned().unwrap();
+    assert_eq!(find(&a.kid).superseded_at, Some(c.created_at));
+    assert_eq!(find(&c.kid).superseded_at, None);
+    assert_eq!(find(&other_alg.kid).superseded_at, None);
+    assert_eq!(find(&c.kid).sealed_private, vec![1, 2, 3]);
+    assert!(keys.iter().all(|k| k.kid != b.kid));
+    assert_eq!(keys[0].created_at, c.created_at, "newest first");
+}
+
+/// Concurrent first starts agree on one key and one secret.
+pub async fn keys_and_secrets_concurrent_first_start<S: FullStore>(s: Arc<S>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8u8 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let k = s.ensure_current_key(&key("RS256", T0)).await.unwrap();
+            let secret = s.server_secret("refresh-hmac", &[i; 4]).await.unwrap();
+            (k.kid, secret)
+        });
+    }
+    let results = tasks.join_all().await;
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    let current: Vec<_> = s
+        .keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.alg == "RS256" && k.superseded_at.is_none())
+        .collect();
+    assert_eq!(current.len(), 1);
+}
+
 /// A reachable store answers its ping.
 pub async fn ping_answers<S: FullStore>(s: Arc<S>) {
     s.ping().await.unwrap();
@@ -396,6 +581,11 @@ macro_rules! conformance_tests {
             throttle_windows,
             throttle_concurrent_failures_all_count,
             throttle_purge,
+            refresh_rotation_grace_and_reuse,
+            refresh_unknown_and_expired,
+            refresh_concurrent_spends_one_wins,
+            keys_ensure_and_rotate,
+            keys_and_secrets_concurrent_first_start,
             ping_answers,
         );
     };

@@ -3,6 +3,8 @@
 //! - [`UserStore`]: accounts and password hashes.
 //! - [`SessionStore`]: sessions, found by the hash of their secret.
 //! - [`ThrottleStore`]: login-failure counters.
+//! - [`RefreshStore`]: refresh tokens, found by hash, spent atomically.
+//! - [`KeyStore`]: signing keys (sealed) and server secrets.
 //!
 //! Each trait has few methods, and every operation that could race is one
 //! store call that the backend makes atomic (for example "count this failure
@@ -16,6 +18,7 @@
 use std::error::Error as StdError;
 
 use async_trait::async_trait;
+use tessera_core::refresh::SpendOutcome;
 use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionRecord};
 use time::{Duration, OffsetDateTime};
@@ -147,6 +150,79 @@ pub trait ThrottleStore: Send + Sync {
     async fn clear_failures(&self, key: &str) -> StoreResult<()>;
     /// Deletes windows that started before `before`.
     async fn purge_failures(&self, before: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// A refresh token as stored: its hash, never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshRecord {
+    /// SHA-256 of the token.
+    pub hash: SecretHash,
+    /// The family: the public id of the token login's session.
+    pub session_id: String,
+    /// The owner.
+    pub user_id: String,
+    /// When it was issued.
+    pub issued_at: OffsetDateTime,
+    /// When it stops being accepted (the family's end).
+    pub expires_at: OffsetDateTime,
+    /// When it was spent, if it was.
+    pub spent_at: Option<OffsetDateTime>,
+}
+
+/// Refresh tokens.
+#[async_trait]
+pub trait RefreshStore: Send + Sync {
+    /// Stores the first token of a family.
+    async fn create_refresh(&self, token: &RefreshRecord) -> StoreResult<()>;
+    /// Spends the token hashing to `presented` at `now`, atomically:
+    ///
+    /// - live and unspent: mark it spent and store `successor` (same family,
+    ///   same expiry, issued `now`) → [`SpendOutcome::Rotated`];
+    /// - spent no more than `grace` ago, `grace` not zero → [`SpendOutcome::Grace`];
+    /// - spent earlier → [`SpendOutcome::Reused`] (the caller revokes the family);
+    /// - unknown or expired → [`SpendOutcome::Unknown`].
+    async fn spend_refresh(
+        &self,
+        presented: &SecretHash,
+        successor: &SecretHash,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> StoreResult<SpendOutcome>;
+    /// The token hashing to `hash`.
+    async fn refresh_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<RefreshRecord>>;
+    /// Deletes tokens that expired before `before`.
+    async fn purge_refresh(&self, before: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// A signing key as stored: private part sealed under the master key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredKey {
+    /// Key id.
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub alg: String,
+    /// `nonce ‖ ciphertext ‖ tag` of the private material, sealed with the kid as label.
+    pub sealed_private: Vec<u8>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// When a newer key of the same algorithm replaced it, if one did.
+    pub superseded_at: Option<OffsetDateTime>,
+}
+
+/// Signing keys and named server secrets, shared by every instance.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Every key, newest first.
+    async fn keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Stores `key` unless a current (not superseded) key of its algorithm
+    /// exists, atomically. Returns the current key afterwards, whichever won.
+    async fn ensure_current_key(&self, key: &StoredKey) -> StoreResult<StoredKey>;
+    /// Stores `key` as the current key of its algorithm and marks the previous
+    /// current one superseded at `key.created_at`, atomically (rotation).
+    async fn rotate_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// The sealed secret called `name`, storing `candidate` first if there is
+    /// none (first writer wins, so every instance ends up with the same one).
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
 }
 
 /// A store that can say whether it answers, for `/readyz`.

@@ -7,17 +7,24 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use tessera_core::refresh::SpendOutcome;
 use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionRecord};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Ping, SessionStore, StoreError, StoreResult, ThrottleStore, UserRecord, UserStore};
+use crate::{
+    KeyStore, Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoreResult, StoredKey,
+    ThrottleStore, UserRecord, UserStore,
+};
 
 #[derive(Default)]
 struct State {
     users: Vec<UserRecord>,
     sessions: Vec<SessionRecord>,
     failures: HashMap<String, FailureWindow>,
+    refresh: Vec<RefreshRecord>,
+    keys: Vec<StoredKey>,
+    secrets: HashMap<String, Vec<u8>>,
 }
 
 /// Every store trait, in process memory.
@@ -248,6 +255,113 @@ impl ThrottleStore for MemoryStore {
         let n = st.failures.len();
         st.failures.retain(|_, w| w.started_at >= before);
         Ok((n - st.failures.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl RefreshStore for MemoryStore {
+    async fn create_refresh(&self, token: &RefreshRecord) -> StoreResult<()> {
+        let mut st = self.lock();
+        if st.refresh.iter().any(|r| r.hash == token.hash) {
+            return Err(StoreError::Conflict("refresh_exists"));
+        }
+        st.refresh.push(token.clone());
+        Ok(())
+    }
+
+    async fn spend_refresh(
+        &self,
+        presented: &SecretHash,
+        successor: &SecretHash,
+        now: OffsetDateTime,
+        grace: Duration,
+    ) -> StoreResult<SpendOutcome> {
+        let mut st = self.lock();
+        let Some(token) = st.refresh.iter_mut().find(|r| &r.hash == presented) else {
+            return Ok(SpendOutcome::Unknown);
+        };
+        if token.expires_at <= now {
+            return Ok(SpendOutcome::Unknown);
+        }
+        let session_id = token.session_id.clone();
+        match token.spent_at {
+            None => {
+                token.spent_at = Some(now);
+                let next = RefreshRecord {
+                    hash: *successor,
+                    issued_at: now,
+                    spent_at: None,
+                    ..token.clone()
+                };
+                st.refresh.push(next);
+                Ok(SpendOutcome::Rotated { session_id })
+            }
+            Some(spent) if grace > Duration::ZERO && now - spent <= grace => {
+                Ok(SpendOutcome::Grace { session_id })
+            }
+            Some(_) => Ok(SpendOutcome::Reused { session_id }),
+        }
+    }
+
+    async fn refresh_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<RefreshRecord>> {
+        Ok(self
+            .lock()
+            .refresh
+            .iter()
+            .find(|r| &r.hash == hash)
+            .cloned())
+    }
+
+    async fn purge_refresh(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let n = st.refresh.len();
+        st.refresh.retain(|r| r.expires_at >= before);
+        Ok((n - st.refresh.len()) as u64)
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let mut keys = self.lock().keys.clone();
+        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(keys)
+    }
+
+    async fn ensure_current_key(&self, key: &StoredKey) -> StoreResult<StoredKey> {
+        let mut st = self.lock();
+        if let Some(current) = st
+            .keys
+            .iter()
+            .filter(|k| k.alg == key.alg && k.superseded_at.is_none())
+            .max_by_key(|k| k.created_at)
+        {
+            return Ok(current.clone());
+        }
+        st.keys.push(key.clone());
+        Ok(key.clone())
+    }
+
+    async fn rotate_key(&self, key: &StoredKey) -> StoreResult<()> {
+        let mut st = self.lock();
+        for k in st
+            .keys
+            .iter_mut()
+            .filter(|k| k.alg == key.alg && k.superseded_at.is_none())
+        {
+            k.superseded_at = Some(key.created_at);
+        }
+        st.keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        Ok(self
+            .lock()
+            .secrets
+            .entry(name.to_owned())
+            .or_insert_with(|| candidate.to_vec())
+            .clone())
     }
 }
 
