@@ -78,6 +78,13 @@ impl Alg {
 #[error("signing key error: {0}")]
 pub struct KeyError(String);
 
+impl KeyError {
+    /// A key error described by a sentence.
+    pub fn from_message(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 /// A signing key: private material (PKCS#8 for Ed25519 and P-256, PKCS#1 for
 /// RSA, raw bytes for HS256) and, for asymmetric keys, the public JWK.
 #[derive(Clone)]
@@ -282,11 +289,15 @@ struct RingKey {
 /// The keys a server signs and verifies with: one current signing key and
 /// every key still published (the current one and recently retired ones).
 pub struct KeyRing {
-    current_kid: String,
-    current_alg: Alg,
-    encoding: EncodingKey,
+    signer: Option<Signer>,
     verify: HashMap<String, RingKey>,
     jwks: Vec<Jwk>,
+}
+
+struct Signer {
+    kid: String,
+    alg: Alg,
+    encoding: EncodingKey,
 }
 
 impl KeyRing {
@@ -310,17 +321,76 @@ impl KeyRing {
             }
         }
         Ok(Self {
-            current_kid: current.kid.clone(),
-            current_alg: current.alg,
-            encoding: current.encoding_key(),
+            signer: Some(Signer {
+                kid: current.kid.clone(),
+                alg: current.alg,
+                encoding: current.encoding_key(),
+            }),
             verify,
             jwks,
         })
     }
 
-    /// The kid new tokens are signed with.
-    pub fn current_kid(&self) -> &str {
-        &self.current_kid
+    /// A verify-only ring from a published JWK set (`{"keys": [...]}`):
+    /// what any other service holds. Keys without a `kid` or with an
+    /// algorithm tessera does not offer are skipped.
+    pub fn from_jwks(set: &serde_json::Value) -> Result<Self, KeyError> {
+        let keys = set
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or_else(|| KeyError("not a JWK set: no \"keys\" array".into()))?;
+        let mut verify = HashMap::new();
+        let mut jwks = Vec::new();
+        for value in keys {
+            let Ok(jwk) = serde_json::from_value::<Jwk>(value.clone()) else {
+                continue;
+            };
+            let alg = value
+                .get("alg")
+                .and_then(|a| a.as_str())
+                .and_then(Alg::parse);
+            let (Some(kid), Some(alg)) = (jwk.common.key_id.clone(), alg) else {
+                continue;
+            };
+            if !alg.is_asymmetric() {
+                continue;
+            }
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(key_err)?;
+            verify.insert(kid, RingKey { alg, decoding });
+            jwks.push(jwk);
+        }
+        Ok(Self {
+            signer: None,
+            verify,
+            jwks,
+        })
+    }
+
+    /// A verify-only ring holding one HS256 secret under `kid`.
+    pub fn from_hmac_secret(kid: &str, secret: &[u8]) -> Self {
+        let mut verify = HashMap::new();
+        verify.insert(
+            kid.to_owned(),
+            RingKey {
+                alg: Alg::Hs256,
+                decoding: DecodingKey::from_secret(secret),
+            },
+        );
+        Self {
+            signer: None,
+            verify,
+            jwks: Vec::new(),
+        }
+    }
+
+    /// The kid new tokens are signed with (`None` for a verify-only ring).
+    pub fn current_kid(&self) -> Option<&str> {
+        self.signer.as_ref().map(|s| s.kid.as_str())
+    }
+
+    /// The algorithm of the key `kid`, if the ring has it.
+    pub fn alg_of(&self, kid: &str) -> Option<Alg> {
+        self.verify.get(kid).map(|k| k.alg)
     }
 
     /// Whether a kid is in the ring.
@@ -335,10 +405,14 @@ impl KeyRing {
 
     /// Signs `claims` with the current key, header `typ: at+jwt` and `kid`.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyError> {
-        let mut header = Header::new(self.current_alg.jose());
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| KeyError("this key ring can only verify".into()))?;
+        let mut header = Header::new(signer.alg.jose());
         header.typ = Some("at+jwt".to_owned());
-        header.kid = Some(self.current_kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(key_err)
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.encoding).map_err(key_err)
     }
 
     /// Verifies `token` under `rules` at `now`. Returns the claims and the kid.

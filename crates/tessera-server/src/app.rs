@@ -6,13 +6,16 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_core::SessionPolicy;
+use tessera_core::jwt::TokenRules;
 use tessera_core::password::HashCost;
-use tessera_store::{Ping, SessionStore, ThrottleStore, UserStore};
+use tessera_store::{KeyStore, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore};
 use tessera_store_sqlite::SqliteStore;
 
 use crate::cookies::CookieConfig;
+use crate::keys::Keys;
 use crate::passwords::Passwords;
 use crate::settings::{DatabaseUrl, Settings};
+use crate::token_cache::VerifiedCache;
 
 /// The stores, behind their traits.
 #[derive(Clone)]
@@ -23,6 +26,10 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Login-failure counters.
     pub throttle: Arc<dyn ThrottleStore>,
+    /// Refresh tokens.
+    pub refresh: Arc<dyn RefreshStore>,
+    /// Signing keys and server secrets.
+    pub keys: Arc<dyn KeyStore>,
     /// Every backend, named, for `/readyz`.
     pub health: Vec<(&'static str, Arc<dyn Ping>)>,
 }
@@ -58,6 +65,8 @@ impl Stores {
                     users: store.clone(),
                     sessions: store.clone(),
                     throttle: store.clone(),
+                    refresh: store.clone(),
+                    keys: store.clone(),
                     health: vec![("database", store)],
                 })
             }
@@ -84,6 +93,12 @@ pub struct App {
     pub cookies: CookieConfig,
     /// Renders `/metrics`; `None` when another recorder was installed first.
     pub metrics: Option<PrometheusHandle>,
+    /// Signing keys.
+    pub keys: Keys,
+    /// What access tokens must satisfy.
+    pub rules: TokenRules,
+    /// Access tokens whose signature was already verified.
+    pub verified: VerifiedCache,
 }
 
 /// The shared state type of the router.
@@ -94,6 +109,7 @@ impl App {
     pub fn new(
         settings: Settings,
         stores: Stores,
+        keys: Keys,
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<AppState> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -105,6 +121,15 @@ impl App {
                 absolute: settings.session_ttl,
             },
             cookies: CookieConfig::new(settings.insecure_dev_cookies),
+            rules: TokenRules {
+                issuer: settings.issuer.clone(),
+                audience: settings.audience.clone(),
+                alg: settings.jwt_alg,
+                access_ttl: settings.access_ttl,
+                leeway: settings.leeway,
+            },
+            verified: VerifiedCache::default(),
+            keys,
             settings,
             stores,
             passwords: Arc::new(passwords),

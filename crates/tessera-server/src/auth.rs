@@ -8,13 +8,21 @@
 //! Handlers never look at cookies or `Authorization` themselves; they take
 //! [`Authenticated`] (any method) or [`CookieSession`] (the session cookie
 //! only) as an extractor. Credentials are read only from the cookie and the
-//! `Authorization` header, never from the URL. When both are present the
-//! bearer token wins, as API.md says. Cookie-authenticated requests with an
-//! unsafe method must carry the session's CSRF token; bearer requests need none.
+//! `Authorization` header, never from the URL. A bearer token wins over any
+//! cookie, as API.md says; the session cookie wins over the access-token
+//! cookie. Cookie-session requests with an unsafe method must carry the
+//! session's CSRF token; bearer requests need none, and access-token cookies
+//! are `SameSite=Strict` and reach only JSON routes.
+//!
+//! Sessions and tokens differ only inside [`authenticate`]: a session secret
+//! is hashed and looked up; an access token is verified against the key ring
+//! (once — see [`crate::token_cache`]), then its session (`sid`) is looked up
+//! on every request, so revocation takes effect at once on this server.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
+use tessera_core::jwt::{AccessClaims, check_claims};
 use tessera_core::{Refusal, SessionRecord, SessionSecret, csrf};
 use tessera_store::StoreError;
 use time::OffsetDateTime;
@@ -30,6 +38,8 @@ pub enum AuthMethod {
     Session,
     /// `Authorization: Bearer <access token>`.
     Bearer,
+    /// The access token in the access-token cookie.
+    CookieToken,
 }
 
 impl AuthMethod {
@@ -38,6 +48,7 @@ impl AuthMethod {
         match self {
             Self::Session => "session",
             Self::Bearer => "bearer",
+            Self::CookieToken => "cookie_token",
         }
     }
 }
@@ -48,6 +59,8 @@ pub enum Credential {
     SessionCookie(String),
     /// The token after `Bearer `.
     Bearer(String),
+    /// The value of the access-token cookie.
+    AccessCookie(String),
 }
 
 impl Credential {
@@ -55,6 +68,7 @@ impl Credential {
         match self {
             Self::SessionCookie(_) => AuthMethod::Session,
             Self::Bearer(_) => AuthMethod::Bearer,
+            Self::AccessCookie(_) => AuthMethod::CookieToken,
         }
     }
 }
@@ -70,6 +84,11 @@ pub struct Principal {
     pub method: AuthMethod,
     /// The session the credential belongs to.
     pub session: SessionRecord,
+    /// When the credential stops working: the token's `exp`, or the
+    /// session's earlier expiry.
+    pub expires_at: OffsetDateTime,
+    /// The verified claims, for token methods.
+    pub claims: Option<AccessClaims>,
     /// The session secret, for cookie sessions (to check the CSRF token).
     secret: Option<SessionSecret>,
 }
@@ -89,27 +108,44 @@ pub enum AuthFailure {
     Store(StoreError),
 }
 
+impl From<StoreError> for AuthFailure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
 impl From<AuthFailure> for ApiError {
     fn from(f: AuthFailure) -> Self {
         match f {
-            AuthFailure::Refused(AuthMethod::Bearer, _) => ApiError::invalid_token(),
-            AuthFailure::Refused(_, _) => ApiError::unauthenticated(),
+            AuthFailure::Refused(AuthMethod::Session, _) => ApiError::unauthenticated(),
+            AuthFailure::Refused(_, _) => ApiError::bad_bearer(),
             AuthFailure::Store(e) => e.into(),
         }
     }
 }
 
-/// The credential a request carries: a bearer token if there is one, else the session cookie.
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::AUTHORIZATION).iter().find_map(|v| {
+        let (scheme, rest) = v.to_str().ok()?.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim().to_owned())
+    })
+}
+
+/// The credential a request carries: a bearer token if there is one, else the
+/// session cookie, else the access-token cookie. Other `Authorization`
+/// schemes are not credentials here and are ignored.
 pub fn credential(headers: &HeaderMap, app: &App) -> Option<Credential> {
-    if let Some(auth) = headers.get(header::AUTHORIZATION) {
-        let value = auth.to_str().unwrap_or("");
-        let token = match value.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
-            _ => "",
-        };
-        return Some(Credential::Bearer(token.to_owned()));
+    if let Some(token) = bearer_token(headers) {
+        return Some(Credential::Bearer(token));
     }
-    session_cookie(headers, app).map(Credential::SessionCookie)
+    if let Some(secret) = session_cookie(headers, app) {
+        return Some(Credential::SessionCookie(secret));
+    }
+    cookies::find(headers, app.cookies.access_name())
+        .next()
+        .map(|t| Credential::AccessCookie(t.to_owned()))
 }
 
 fn session_cookie(headers: &HeaderMap, app: &App) -> Option<String> {
@@ -136,15 +172,22 @@ pub async fn authenticate(
     let method = cred.method();
     let result = match cred {
         Credential::SessionCookie(raw) => authenticate_session(app, &raw, now).await,
-        // Access tokens arrive with the token issue; until then no bearer
-        // token is one this server issued.
-        Credential::Bearer(_) => Err(AuthFailure::Refused(AuthMethod::Bearer, Refusal::Malformed)),
+        Credential::Bearer(token) | Credential::AccessCookie(token) => {
+            authenticate_token(app, &token, method, now).await
+        }
     };
     let outcome = match &result {
         Ok(_) => "ok",
         Err(AuthFailure::Refused(_, r)) => r.label(),
         Err(AuthFailure::Store(_)) => "store_error",
     };
+    if let Err(AuthFailure::Refused(_, r)) = &result {
+        tracing::info!(
+            method = method.as_str(),
+            reason = r.label(),
+            "credential refused"
+        );
+    }
     metrics::counter!("tessera_authentications_total", "method" => method.as_str(), "outcome" => outcome)
         .increment(1);
     result
@@ -161,23 +204,20 @@ async fn authenticate_session(
         .stores
         .sessions
         .session_by_secret(&secret.hash())
-        .await
-        .map_err(AuthFailure::Store)?
+        .await?
         .ok_or(refused(Refusal::Unknown))?;
     session.check(now).map_err(refused)?;
     let user = app
         .stores
         .users
         .user_by_id(&session.user_id)
-        .await
-        .map_err(AuthFailure::Store)?
+        .await?
         .ok_or(refused(Refusal::UserGone))?;
     if let Some((seen, idle)) = app.policy.touch(&session, now) {
         app.stores
             .sessions
             .touch_session(&session.id, seen, idle)
-            .await
-            .map_err(AuthFailure::Store)?;
+            .await?;
         session.last_seen_at = seen;
         session.idle_expires_at = Some(idle);
     }
@@ -185,8 +225,102 @@ async fn authenticate_session(
         user_id: user.id,
         username: user.username,
         method: AuthMethod::Session,
+        expires_at: session.effective_expiry(),
         session,
+        claims: None,
         secret: Some(secret),
+    })
+}
+
+/// A verified access token with its live session and current user.
+pub struct CheckedToken {
+    /// The verified claims.
+    pub claims: AccessClaims,
+    /// The session (`sid`), not revoked.
+    pub session: SessionRecord,
+    /// The user (`sub`), still existing.
+    pub user: tessera_store::UserRecord,
+}
+
+/// Verifies an access token: the signature (once, then from the cache), the
+/// claims, then on every request its session and its user. `method` only
+/// labels the refusal.
+pub async fn check_access_token(
+    app: &App,
+    token: &str,
+    method: AuthMethod,
+    now: OffsetDateTime,
+) -> Result<CheckedToken, AuthFailure> {
+    let refused = |r| AuthFailure::Refused(method, r);
+    let ring = app.keys.ring();
+    let verified = match app.verified.get(token) {
+        Some(v) if ring.knows(&v.kid) => {
+            check_claims(&app.rules, &v.claims, now).map_err(refused)?;
+            metrics::counter!("tessera_token_verifications_total", "outcome" => "cached")
+                .increment(1);
+            v
+        }
+        _ => {
+            let v = ring.verify(&app.rules, token, now).map_err(|r| {
+                metrics::counter!("tessera_token_verifications_total", "outcome" => r.label())
+                    .increment(1);
+                refused(r)
+            })?;
+            metrics::counter!("tessera_token_verifications_total", "outcome" => "verified")
+                .increment(1);
+            app.verified.insert(token, v.clone(), now.unix_timestamp());
+            v
+        }
+    };
+    let claims = verified.claims;
+    let session = app
+        .stores
+        .sessions
+        .session_by_id(&claims.sid)
+        .await?
+        .ok_or(refused(Refusal::Unknown))?;
+    if session.user_id != claims.sub {
+        return Err(refused(Refusal::Malformed));
+    }
+    // A token session has no idle timeout, and its end caps every `exp`:
+    // only revocation remains to check (the revocation list is the sessions'
+    // `revoked_at`, kept until the last access token would have expired).
+    if session.revoked_at.is_some() {
+        return Err(refused(Refusal::Revoked));
+    }
+    let user = app
+        .stores
+        .users
+        .user_by_id(&claims.sub)
+        .await?
+        .ok_or(refused(Refusal::UserGone))?;
+    Ok(CheckedToken {
+        claims,
+        session,
+        user,
+    })
+}
+
+async fn authenticate_token(
+    app: &App,
+    token: &str,
+    method: AuthMethod,
+    now: OffsetDateTime,
+) -> Result<Principal, AuthFailure> {
+    let CheckedToken {
+        claims,
+        session,
+        user,
+    } = check_access_token(app, token, method, now).await?;
+    let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp).unwrap_or(session.expires_at);
+    Ok(Principal {
+        user_id: user.id,
+        username: user.username,
+        method,
+        session,
+        expires_at,
+        claims: Some(claims),
+        secret: None,
     })
 }
 
@@ -197,7 +331,7 @@ fn is_unsafe(method: &Method) -> bool {
     )
 }
 
-/// Checks the `X-CSRF-Token` header of an unsafe cookie-authenticated request.
+/// Checks the `X-CSRF-Token` header of an unsafe cookie-session request.
 fn check_csrf(parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
     let Some(secret) = &principal.secret else {
         return Ok(());

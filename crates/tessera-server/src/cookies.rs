@@ -9,6 +9,9 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use time::Duration;
 
+/// The only path the refresh-token cookie is sent to.
+pub const REFRESH_PATH: &str = "/v1/tokens/refresh";
+
 /// How this server names and flags its cookies.
 #[derive(Debug, Clone)]
 pub struct CookieConfig {
@@ -32,21 +35,58 @@ impl CookieConfig {
         }
     }
 
+    /// The access-token cookie's name (`POST /v1/tokens?cookie=true`).
+    pub fn access_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-tessera_access"
+        } else {
+            "tessera_access"
+        }
+    }
+
+    /// The refresh-token cookie's name.
+    pub fn refresh_name(&self) -> &'static str {
+        if self.secure {
+            "__Secure-tessera_refresh"
+        } else {
+            "tessera_refresh"
+        }
+    }
+
     /// `Set-Cookie` for a new session secret, living `max_age`.
     pub fn set_session(&self, secret: &str, max_age: Duration) -> HeaderValue {
-        self.build(self.session_name(), secret, max_age.whole_seconds().max(0))
+        self.build(self.session_name(), secret, max_age, "/", "Lax")
     }
 
     /// `Set-Cookie` that makes the browser drop the session cookie.
     pub fn clear_session(&self) -> HeaderValue {
-        self.build(self.session_name(), "", 0)
+        self.build(self.session_name(), "", Duration::ZERO, "/", "Lax")
     }
 
-    fn build(&self, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    /// `Set-Cookie` for an access token kept by the browser (`SameSite=Strict`).
+    pub fn set_access(&self, token: &str, max_age: Duration) -> HeaderValue {
+        self.build(self.access_name(), token, max_age, "/", "Strict")
+    }
+
+    /// `Set-Cookie` for a refresh token, sent only to the refresh route.
+    pub fn set_refresh(&self, token: &str, max_age: Duration) -> HeaderValue {
+        self.build(self.refresh_name(), token, max_age, REFRESH_PATH, "Strict")
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        value: &str,
+        max_age: Duration,
+        path: &str,
+        same_site: &str,
+    ) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let raw =
-            format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
-        // Names are constants and values are base64url, so this always holds.
+        let max_age = max_age.whole_seconds().max(0);
+        let raw = format!(
+            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+        );
+        // Names are constants and values are base64url or JWTs, so this always holds.
         HeaderValue::from_str(&raw).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 }
@@ -85,6 +125,23 @@ mod tests {
         assert_eq!(
             v.to_str().unwrap(),
             "tessera_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+        );
+    }
+
+    #[test]
+    fn token_cookies_are_strict_and_the_refresh_one_is_path_bound() {
+        let c = CookieConfig::new(false);
+        assert_eq!(
+            c.set_access("a.b.c", Duration::minutes(15))
+                .to_str()
+                .unwrap(),
+            "__Host-tessera_access=a.b.c; Path=/; Max-Age=900; HttpOnly; SameSite=Strict; Secure"
+        );
+        assert_eq!(
+            c.set_refresh("tsr_rt_x", Duration::days(14))
+                .to_str()
+                .unwrap(),
+            "__Secure-tessera_refresh=tsr_rt_x; Path=/v1/tokens/refresh; Max-Age=1209600; HttpOnly; SameSite=Strict; Secure"
         );
     }
 

@@ -66,16 +66,26 @@ impl ApiError {
         .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
     }
 
-    /// `401 invalid_token` for a bad bearer token (RFC 6750).
-    pub fn invalid_token() -> Self {
+    /// `401 unauthenticated` for a bad access token on a protected route,
+    /// with RFC 6750's `WWW-Authenticate: Bearer error="invalid_token"`.
+    pub fn bad_bearer() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_token",
+            "unauthenticated",
             "The access token is invalid, expired or revoked.",
         )
         .with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        )
+    }
+
+    /// `401 invalid_token` of the token endpoints (a bad refresh token).
+    pub fn invalid_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The token is invalid, expired or revoked.",
         )
     }
 

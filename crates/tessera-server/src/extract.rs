@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 use tessera_core::session::ClientInfo;
 
@@ -28,30 +28,49 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json);
-        if !json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "The body must be JSON, with Content-Type: application/json.",
-            ));
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+        let (parts, body) = req.into_parts();
+        check_json_content_type(&parts.headers)?;
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| payload_too_large())?;
-        // serde would also accept a JSON array for a struct (by position):
-        // the API speaks objects only.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::invalid_request("The body must be a JSON object."));
-        }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::invalid_request(format!("The body is not valid JSON for this request: {e}."))
-        })
+        parse_json_body(&parts.headers, &bytes).map(JsonBody)
     }
+}
+
+fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "The body must be JSON, with Content-Type: application/json.",
+        ))
+    }
+}
+
+/// Parses a body already read (by a handler that takes `Bytes`, for example
+/// because the body is optional), with [`JsonBody`]'s rules.
+pub fn parse_json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    check_json_content_type(headers)?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(payload_too_large());
+    }
+    // serde would also accept a JSON array for a struct (by position):
+    // the API speaks objects only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid_request("The body must be a JSON object."));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid_request(format!("The body is not valid JSON for this request: {e}."))
+    })
 }
 
 /// `413 payload_too_large`. The rest of the body is never read, so the

@@ -14,7 +14,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{MAX_BODY_BYTES, payload_too_large};
-use crate::handlers::{me, ops, sessions, users};
+use crate::handlers::{me, ops, sessions, tokens, users};
 use crate::telemetry::REQUEST_DURATION;
 
 /// The route template a request matched, passed from the inner middleware to
@@ -31,6 +31,12 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/sessions/current", get(sessions::current).delete(sessions::logout))
         .route("/v1/sessions/{id}", delete(sessions::revoke))
         .route("/v1/me", get(me::me))
+        .route("/v1/auth/verify", get(me::verify))
+        .route("/v1/tokens", post(tokens::login))
+        .route("/v1/tokens/refresh", post(tokens::refresh))
+        .route("/v1/tokens/revoke", post(tokens::revoke))
+        .route("/v1/tokens/introspect", post(tokens::introspect))
+        .route("/.well-known/jwks.json", get(tokens::jwks))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -16,7 +16,13 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let stores = Stores::open(&settings.database, settings.redis.as_deref()).await?;
     let listen = settings.listen;
     let metrics = telemetry::install_metrics();
-    let app = App::new(settings, stores, metrics)?;
+    let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())
+        .await
+        .map_err(|e| match e {
+            crate::keys::KeyLoadError::Master(setting) => anyhow::Error::new(setting),
+            other => anyhow::Error::new(other),
+        })?;
+    let app = App::new(settings, stores, keys, metrics)?;
 
     let listener = TcpListener::bind(listen).await.map_err(|e| SettingError {
         name: "listen",
@@ -27,6 +33,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("reading the bound address")?;
 
     let maintenance = tokio::spawn(maintain(app.clone()));
+    let key_reload = tokio::spawn(reload_keys(app.clone()));
     let router = crate::router::router(app.clone());
 
     // The one line tests and scripts wait for, on standard output.
@@ -45,6 +52,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     .context("serving HTTP")?;
 
     maintenance.abort();
+    key_reload.abort();
     tracing::info!("stopped");
     Ok(())
 }
@@ -74,6 +82,22 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing requests in flight");
 }
 
+/// Re-reads the signing keys every `--key-refresh`, so a rotation done by
+/// `tessera keys rotate` (or another instance) is picked up without a restart.
+async fn reload_keys(app: AppState) {
+    let every = std::time::Duration::from_millis(
+        app.settings.key_refresh.whole_milliseconds().max(100) as u64,
+    );
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.keys.reload(crate::handlers::now()).await {
+            tracing::warn!(error = %crate::error::error_chain(&e), "reloading signing keys failed; keeping the current ones");
+        }
+    }
+}
+
 /// Periodic housekeeping: drop ended sessions and stale failure counters, and
 /// keep the metrics histograms bounded.
 async fn maintain(app: AppState) {
@@ -90,6 +114,9 @@ async fn maintain(app: AppState) {
         let window = tessera_core::throttle::ThrottlePolicy::PER_USERNAME
             .window
             .max(tessera_core::throttle::ThrottlePolicy::PER_ADDRESS.window);
+        if let Err(e) = app.stores.refresh.purge_refresh(now).await {
+            tracing::warn!(error = %crate::error::error_chain(&e), "purging refresh tokens failed");
+        }
         if let Err(e) = app.stores.throttle.purge_failures(now - window).await {
             tracing::warn!(error = %crate::error::error_chain(&e), "purging failure counters failed");
         }

@@ -99,6 +99,10 @@ pub struct SettingsArgs {
     /// Absolute lifetime of cookie sessions, e.g. 24h. [default: 24h]
     #[arg(long, env = "TESSERA_SESSION_TTL", value_name = "DUR")]
     pub session_ttl: Option<String>,
+    /// How often a running server re-reads the signing keys, so that
+    /// `tessera keys rotate` takes effect without a restart. [default: 10s]
+    #[arg(long, env = "TESSERA_KEY_REFRESH", value_name = "DUR")]
+    pub key_refresh: Option<String>,
 }
 
 /// The TOML config file. Keys are the flag names with `_` for `-`.
@@ -121,32 +125,11 @@ pub struct FileSettings {
     refresh_ttl: Option<String>,
     session_idle: Option<String>,
     session_ttl: Option<String>,
+    key_refresh: Option<String>,
 }
 
-/// The JWT signing algorithms tessera offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtAlg {
-    /// Ed25519 signatures (the default).
-    EdDsa,
-    /// ECDSA on P-256 with SHA-256.
-    Es256,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    Rs256,
-    /// HMAC with SHA-256 (a shared secret; no JWKS).
-    Hs256,
-}
-
-impl JwtAlg {
-    /// The JOSE name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EdDsa => "EdDSA",
-            Self::Es256 => "ES256",
-            Self::Rs256 => "RS256",
-            Self::Hs256 => "HS256",
-        }
-    }
-}
+/// The JWT signing algorithm (re-exported from the core).
+pub use tessera_core::jwt::Alg as JwtAlg;
 
 /// Where users, keys and (by default) sessions are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +192,8 @@ pub struct Settings {
     pub session_idle: Duration,
     /// Session absolute lifetime.
     pub session_ttl: Duration,
+    /// Interval of the signing-key reload.
+    pub key_refresh: Duration,
 }
 
 /// Parses a duration of the form API.md uses: a number with a unit (`ms`,
@@ -275,6 +260,9 @@ pub fn format_duration(d: Duration) -> String {
             return format!("{}{unit}", ms / size);
         }
     }
+    if ms == 0 {
+        return "0s".to_owned();
+    }
     format!("{ms}ms")
 }
 
@@ -334,6 +322,7 @@ const ACCESS_TTL: SettingMeta = setting!("access_ttl", "access-ttl", "TESSERA_AC
 const REFRESH_TTL: SettingMeta = setting!("refresh_ttl", "refresh-ttl", "TESSERA_REFRESH_TTL");
 const SESSION_IDLE: SettingMeta = setting!("session_idle", "session-idle", "TESSERA_SESSION_IDLE");
 const SESSION_TTL: SettingMeta = setting!("session_ttl", "session-ttl", "TESSERA_SESSION_TTL");
+const KEY_REFRESH: SettingMeta = setting!("key_refresh", "key-refresh", "TESSERA_KEY_REFRESH");
 
 /// The database setting as the `user` commands need it: from the flag or
 /// environment, else from the config file, else the default.
@@ -385,30 +374,34 @@ impl Settings {
         let database = match &self.database {
             DatabaseUrl::Sqlite(u) | DatabaseUrl::Postgres(u) => u,
         };
-        let hidden = |s: &Option<Secret>| {
+        let hidden = |name: &str, s: &Option<Secret>| {
             if s.is_some() {
-                "\"<set, hidden>\""
+                format!("# {name}: set (hidden)")
             } else {
-                "\"<unset>\""
+                format!("# {name}: unset")
             }
         };
         [
             format!("listen = {:?}", self.listen.to_string()),
             format!("database = {database:?}"),
-            format!("redis = {:?}", self.redis.as_deref().unwrap_or("<unset>")),
+            match &self.redis {
+                Some(url) => format!("redis = {url:?}"),
+                None => "# redis: unset".to_owned(),
+            },
             format!("issuer = {:?}", self.issuer),
             format!("audience = {:?}", self.audience),
             format!("jwt_alg = {:?}", self.jwt_alg.as_str()),
             format!("refresh_grace = {:?}", format_duration(self.refresh_grace)),
             format!("leeway = {:?}", format_duration(self.leeway)),
-            format!("master_key = {}", hidden(&self.master_key)),
-            format!("admin_key = {}", hidden(&self.admin_key)),
+            hidden("master_key", &self.master_key),
+            hidden("admin_key", &self.admin_key),
             format!("insecure_dev_cookies = {}", self.insecure_dev_cookies),
             format!("disable_registration = {}", !self.registration_open),
             format!("access_ttl = {:?}", format_duration(self.access_ttl)),
             format!("refresh_ttl = {:?}", format_duration(self.refresh_ttl)),
             format!("session_idle = {:?}", format_duration(self.session_idle)),
             format!("session_ttl = {:?}", format_duration(self.session_ttl)),
+            format!("key_refresh = {:?}", format_duration(self.key_refresh)),
         ]
         .join("\n")
     }
@@ -452,16 +445,11 @@ impl Settings {
             return Err(AUDIENCE.err("must not be empty"));
         }
 
-        let jwt_alg = match args.jwt_alg.or(f.jwt_alg).as_deref() {
-            None | Some("EdDSA") => JwtAlg::EdDsa,
-            Some("ES256") => JwtAlg::Es256,
-            Some("RS256") => JwtAlg::Rs256,
-            Some("HS256") => JwtAlg::Hs256,
-            Some(other) => {
-                return Err(JWT_ALG.err(format!(
-                    "{other:?} is not one of EdDSA, ES256, RS256, HS256"
-                )));
-            }
+        let jwt_alg = match args.jwt_alg.or(f.jwt_alg) {
+            None => JwtAlg::EdDsa,
+            Some(name) => JwtAlg::parse(&name).ok_or_else(|| {
+                JWT_ALG.err(format!("{name:?} is not one of EdDSA, ES256, RS256, HS256"))
+            })?,
         };
 
         let refresh_grace =
@@ -507,6 +495,8 @@ impl Settings {
                 .lifetime(args.refresh_ttl.or(f.refresh_ttl), Duration::days(14))?,
             session_idle,
             session_ttl,
+            key_refresh: KEY_REFRESH
+                .lifetime(args.key_refresh.or(f.key_refresh), Duration::seconds(10))?,
         })
     }
 }
@@ -541,7 +531,7 @@ mod tests {
 
     #[test]
     fn formatting_round_trips() {
-        for raw in ["0ms", "250ms", "90s", "10m", "36h", "14d"] {
+        for raw in ["0s", "250ms", "90s", "10m", "36h", "14d"] {
             assert_eq!(format_duration(parse_duration(raw).unwrap()), raw);
         }
     }

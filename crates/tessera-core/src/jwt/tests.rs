@@ -290,6 +290,36 @@ fn junk_is_malformed_never_a_panic() {
 }
 
 #[test]
+fn a_published_jwks_verifies_without_private_keys() {
+    for alg in [Alg::EdDsa, Alg::Es256, Alg::Rs256] {
+        let r = rules(alg);
+        let (_, ring) = ring(alg);
+        let token = ring.sign(&claims(&r)).unwrap();
+        let public = KeyRing::from_jwks(&ring.jwks()).unwrap();
+        assert!(public.verify(&r, &token, T0).is_ok(), "{alg:?}");
+        assert!(public.sign(&claims(&r)).is_err());
+    }
+    assert!(KeyRing::from_jwks(&serde_json::json!({"nope": 1})).is_err());
+}
+
+#[test]
+fn an_hmac_ring_verifies_with_the_secret() {
+    let r = rules(Alg::Hs256);
+    let (key, ring) = ring(Alg::Hs256);
+    let token = ring.sign(&claims(&r)).unwrap();
+    assert!(
+        KeyRing::from_hmac_secret(&key.kid, &key.private)
+            .verify(&r, &token, T0)
+            .is_ok()
+    );
+    let wrong = KeyRing::from_hmac_secret(&key.kid, b"another secret");
+    assert_eq!(
+        wrong.verify(&r, &token, T0).unwrap_err(),
+        Refusal::BadSignature
+    );
+}
+
+#[test]
 fn peek_reads_without_verifying() {
     let r = rules(Alg::EdDsa);
     let (_, ring) = ring(Alg::EdDsa);

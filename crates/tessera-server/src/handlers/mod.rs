@@ -3,6 +3,7 @@
 pub mod me;
 pub mod ops;
 pub mod sessions;
+pub mod tokens;
 pub mod users;
 
 use time::OffsetDateTime;

@@ -1,0 +1,298 @@
+//! Signing keys at run time: the master key, the key ring, its reload.
+//!
+//! Keys live in the database, their private parts sealed under the master key
+//! (`--master-key`, or with SQLite a `0600` file `tessera.key` beside the
+//! database). On start the server makes sure a current key of the configured
+//! algorithm exists (one insert wins across instances), then loads the ring:
+//! the current key, which signs, plus every key superseded less than
+//! `access_ttl + leeway` ago, which still verifies and stays in the JWKS until
+//! the last token it signed has expired. A background task reloads the ring
+//! every `--key-refresh` (10 s by default), so `tessera keys rotate` reaches a
+//! running server within that bound, without a restart.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rand_core::OsRng;
+use tessera_core::jwt::{Alg, KeyMaterial, KeyRing};
+use tessera_core::sealed::MasterKey;
+use tessera_store::{KeyStore, StoredKey};
+use time::{Duration, OffsetDateTime};
+
+use crate::settings::{DatabaseUrl, SettingError, Settings};
+
+/// Name of the refresh-token HMAC secret in the server-secret store.
+const REFRESH_SECRET: &str = "refresh-token-hmac";
+
+fn master_key_error(problem: impl Into<String>) -> SettingError {
+    SettingError {
+        name: "master_key",
+        flag: "master-key",
+        env: "TESSERA_MASTER_KEY",
+        problem: problem.into(),
+    }
+}
+
+/// The file that holds the master key of an SQLite database without
+/// `--master-key`: `tessera.key` in the database's directory.
+fn key_file_for(sqlite_url: &str) -> Option<PathBuf> {
+    let path = sqlite_url
+        .strip_prefix("sqlite://")
+        .or_else(|| sqlite_url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    let dir = Path::new(path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Some(dir.join("tessera.key"))
+}
+
+/// Finds the master key: the setting, else (SQLite only) the key file,
+/// created with mode `0600` on first use.
+pub fn master_key(settings: &Settings) -> Result<MasterKey, SettingError> {
+    if let Some(hex) = &settings.master_key {
+        return MasterKey::from_hex(hex.expose()).map_err(|e| master_key_error(e.to_string()));
+    }
+    let url = match &settings.database {
+        DatabaseUrl::Sqlite(url) => url,
+        DatabaseUrl::Postgres(_) => return Err(master_key_error("required with PostgreSQL")),
+    };
+    let Some(path) = key_file_for(url) else {
+        tracing::warn!(
+            "in-memory database without --master-key: keys are sealed with a throwaway master key"
+        );
+        return MasterKey::from_hex(&MasterKey::generate_hex(&mut OsRng))
+            .map_err(|e| master_key_error(e.to_string()));
+    };
+    read_or_create_key_file(&path)
+}
+
+fn read_or_create_key_file(path: &Path) -> Result<MasterKey, SettingError> {
+    let shown = path.display();
+    match std::fs::read_to_string(path) {
+        Ok(hex) => MasterKey::from_hex(&hex).map_err(|e| master_key_error(format!("{shown}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let hex = MasterKey::generate_hex(&mut OsRng);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .map_err(|e| master_key_error(format!("cannot create {shown}: {e}")))?;
+            file.write_all(hex.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| master_key_error(format!("cannot write {shown}: {e}")))?;
+            tracing::warn!(
+                path = %shown,
+                "created a master key file; keep it with the database, or set --master-key in production"
+            );
+            MasterKey::from_hex(&hex).map_err(|e| master_key_error(e.to_string()))
+        }
+        Err(e) => Err(master_key_error(format!("cannot read {shown}: {e}"))),
+    }
+}
+
+/// Why keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyLoadError {
+    /// The store failed.
+    #[error("reading signing keys: {0}")]
+    Store(#[from] tessera_store::StoreError),
+    /// The master key does not open what is stored.
+    #[error(transparent)]
+    Master(#[from] SettingError),
+    /// Key material is broken.
+    #[error(transparent)]
+    Key(#[from] tessera_core::jwt::KeyError),
+}
+
+fn unseal(master: &MasterKey, stored: &StoredKey) -> Result<KeyMaterial, KeyLoadError> {
+    let private = master
+        .open(&stored.kid, &stored.sealed_private)
+        .map_err(|_| {
+            master_key_error(format!(
+                "it does not decrypt signing key {} in the database (was another master key used?)",
+                stored.kid
+            ))
+        })?;
+    let alg = Alg::parse(&stored.alg).ok_or_else(|| {
+        tessera_core::jwt::KeyError::from_message(format!("unknown algorithm {}", stored.alg))
+    })?;
+    Ok(KeyMaterial {
+        kid: stored.kid.clone(),
+        alg,
+        private,
+    })
+}
+
+/// A new key of `alg`, sealed for storage.
+pub fn new_stored_key(
+    master: &MasterKey,
+    alg: Alg,
+    now: OffsetDateTime,
+) -> Result<StoredKey, KeyLoadError> {
+    let key = KeyMaterial::generate(alg, &mut OsRng)?;
+    Ok(StoredKey {
+        sealed_private: master.seal(&key.kid, &key.private, &mut OsRng),
+        kid: key.kid,
+        alg: alg.as_str().to_owned(),
+        created_at: now,
+        superseded_at: None,
+    })
+}
+
+/// Whether a stored key is still published at `now`: current, or superseded
+/// less than `keep` ago.
+pub fn is_published(key: &StoredKey, now: OffsetDateTime, keep: Duration) -> bool {
+    key.superseded_at.is_none_or(|at| now < at + keep)
+}
+
+/// The keys of a running server.
+pub struct Keys {
+    store: Arc<dyn KeyStore>,
+    master: MasterKey,
+    alg: Alg,
+    keep: Duration,
+    ring: RwLock<Arc<KeyRing>>,
+    refresh_secret: Vec<u8>,
+}
+
+impl Keys {
+    /// Makes sure a current key exists, loads the ring and the refresh secret.
+    pub async fn open(
+        store: Arc<dyn KeyStore>,
+        settings: &Settings,
+        now: OffsetDateTime,
+    ) -> Result<Self, KeyLoadError> {
+        let master = master_key(settings)?;
+        // The server secret doubles as the master-key check: a mismatched
+        // master key cannot open it, and the start stops with a clear error.
+        let mut candidate = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut OsRng, &mut candidate);
+        let sealed = store
+            .server_secret(
+                REFRESH_SECRET,
+                &master.seal(REFRESH_SECRET, &candidate, &mut OsRng),
+            )
+            .await?;
+        let refresh_secret = master.open(REFRESH_SECRET, &sealed).map_err(|_| {
+            master_key_error(
+                "it does not decrypt the secrets in the database (was another master key used?)",
+            )
+        })?;
+        let alg = settings.jwt_alg;
+        store
+            .ensure_current_key(&new_stored_key(&master, alg, now)?)
+            .await?;
+        let keep = settings.access_ttl + settings.leeway;
+        let ring = load_ring(store.as_ref(), &master, alg, keep, now).await?;
+        Ok(Self {
+            store,
+            master,
+            alg,
+            keep,
+            ring: RwLock::new(Arc::new(ring)),
+            refresh_secret,
+        })
+    }
+
+    /// The current ring.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |r| r.clone())
+    }
+
+    /// The HMAC key that derives refresh-token successors.
+    pub fn refresh_secret(&self) -> &[u8] {
+        &self.refresh_secret
+    }
+
+    /// Re-reads the keys (after a rotation by another process, or to drop
+    /// keys whose last tokens have expired).
+    pub async fn reload(&self, now: OffsetDateTime) -> Result<(), KeyLoadError> {
+        let ring = load_ring(self.store.as_ref(), &self.master, self.alg, self.keep, now).await?;
+        let mut slot = self.ring.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Arc::new(ring);
+        Ok(())
+    }
+}
+
+async fn load_ring(
+    store: &dyn KeyStore,
+    master: &MasterKey,
+    alg: Alg,
+    keep: Duration,
+    now: OffsetDateTime,
+) -> Result<KeyRing, KeyLoadError> {
+    let stored: Vec<StoredKey> = store
+        .keys()
+        .await?
+        .into_iter()
+        .filter(|k| k.alg == alg.as_str() && is_published(k, now, keep))
+        .collect();
+    let current = stored
+        .iter()
+        .find(|k| k.superseded_at.is_none())
+        .ok_or_else(|| {
+            tessera_core::jwt::KeyError::from_message(format!("no current {} key", alg.as_str()))
+        })?;
+    let current = unseal(master, current)?;
+    let others = stored
+        .iter()
+        .filter(|k| k.kid != current.kid)
+        .map(|k| unseal(master, k))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(KeyRing::new(&current, &others)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_sits_beside_the_database() {
+        assert_eq!(
+            key_file_for("sqlite://tessera.db"),
+            Some(PathBuf::from("tessera.key"))
+        );
+        assert_eq!(
+            key_file_for("sqlite:///var/lib/t/x.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/t/tessera.key"))
+        );
+        assert_eq!(
+            key_file_for("sqlite:data/x.db"),
+            Some(PathBuf::from("data/tessera.key"))
+        );
+        assert_eq!(key_file_for("sqlite::memory:"), None);
+    }
+
+    #[test]
+    fn published_until_the_last_token_expires() {
+        let now = time::macros::datetime!(2030-01-01 00:00 UTC);
+        let mut k = StoredKey {
+            kid: "k".into(),
+            alg: "EdDSA".into(),
+            sealed_private: vec![],
+            created_at: now,
+            superseded_at: None,
+        };
+        assert!(is_published(&k, now, Duration::minutes(15)));
+        k.superseded_at = Some(now);
+        assert!(is_published(
+            &k,
+            now + Duration::minutes(14),
+            Duration::minutes(15)
+        ));
+        assert!(!is_published(
+            &k,
+            now + Duration::minutes(15),
+            Duration::minutes(15)
+        ));
+    }
+}
