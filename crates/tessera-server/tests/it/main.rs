@@ -6,5 +6,8 @@
 mod accounts;
 mod cli;
 mod common;
+mod forged;
+mod interop;
 mod sessions;
+mod tokens;
 mod support;

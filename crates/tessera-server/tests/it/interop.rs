@@ -1,0 +1,1 @@
+//! Interop: tokens verified by an independent JOSE implementation from the JWKS alone.

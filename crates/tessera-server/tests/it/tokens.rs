@@ -1,0 +1,1 @@
+//! Token-based authentication and the hybrid, every row of the token tables.
