@@ -44,6 +44,51 @@ pub enum Command {
     /// Work with settings.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the JWT signing keys in the database.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `tessera keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key current. The old key stays in the JWKS and keeps
+    /// verifying until the last token it signed has expired (access_ttl +
+    /// leeway); running servers pick up the new key within --key-refresh.
+    Rotate(Box<SettingsArgs>),
+    /// List the signing keys and their status.
+    List(Box<SettingsArgs>),
+}
+
+/// `tessera token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a JWT's header and claims with readable times, then whether to
+    /// believe it: verified, or why not (bad signature, expired 3 minutes ago,
+    /// unknown kid, wrong audience…). Keys come from the local database by
+    /// default, or from --jwks, or --secret for HS256. Exit code 0 when
+    /// verified, 1 when not.
+    Decode(Box<DecodeArgs>),
+}
+
+/// Arguments of `tessera token decode`.
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// The token; read from standard input when absent or `-`.
+    pub token: Option<String>,
+    /// Verify against this JWK set: a file, or an http:// URL such as
+    /// http://127.0.0.1:7480/.well-known/jwks.json.
+    #[arg(long, value_name = "FILE_OR_URL", conflicts_with = "secret")]
+    pub jwks: Option<String>,
+    /// Verify an HS256 token with this shared secret (its bytes as given).
+    #[arg(long, value_name = "SECRET")]
+    pub secret: Option<String>,
+    /// Issuer, audience, leeway, database and master key to check against.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
 }
 
 /// Where the `user` commands find the database.

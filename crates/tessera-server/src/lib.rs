@@ -9,6 +9,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod cli_keys;
 pub mod cookies;
 pub mod error;
 pub mod extract;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tessera_server::app::StoreSetupError;
-use tessera_server::cli::{Cli, Command, ConfigCommand, UserCommand};
+use tessera_server::cli::{Cli, Command, ConfigCommand, KeysCommand, TokenCommand, UserCommand};
+use tessera_server::cli_keys::{self, KeySource};
 use tessera_server::settings::{SettingError, Settings};
 use tessera_server::{cli, serve, telemetry};
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<NotVerified>() => ExitCode::FAILURE,
         Err(e) if e.is::<SettingError>() || e.is::<StoreSetupError>() => {
             eprintln!("tessera: {e}");
             ExitCode::from(2)
@@ -35,11 +37,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// `token decode` found the token not to be believed (exit code 1, the
+/// reason already printed).
+#[derive(Debug)]
+struct NotVerified;
+
+impl std::fmt::Display for NotVerified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the token is not verified")
+    }
+}
+
+impl std::error::Error for NotVerified {}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(Settings::resolve(*args)?).await,
         Command::User(UserCommand::Add { name, db }) => cli::user_add(&name, db).await,
         Command::User(UserCommand::List { db }) => cli::user_list(db).await,
+        Command::Keys(KeysCommand::Rotate(args)) => cli_keys::rotate(*args).await,
+        Command::Keys(KeysCommand::List(args)) => cli_keys::list(*args).await,
+        Command::Token(TokenCommand::Decode(args)) => {
+            let args = *args;
+            let source = match (args.jwks, args.secret) {
+                (Some(jwks), _) => KeySource::Jwks(jwks),
+                (None, Some(secret)) => KeySource::Secret(secret),
+                (None, None) => KeySource::Database,
+            };
+            if cli_keys::decode(args.token, source, args.settings).await? {
+                Ok(())
+            } else {
+                Err(anyhow::Error::new(NotVerified))
+            }
+        }
         Command::Config(ConfigCommand::Check(args)) => {
             let settings = Settings::resolve(*args)?;
             println!("# settings are valid\n{}", settings.summary());
