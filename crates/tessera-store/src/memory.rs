@@ -324,7 +324,7 @@ impl RefreshStore for MemoryStore {
 impl KeyStore for MemoryStore {
     async fn keys(&self) -> StoreResult<Vec<StoredKey>> {
         let mut keys = self.lock().keys.clone();
-        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
         Ok(keys)
     }
 

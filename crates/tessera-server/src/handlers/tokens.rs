@@ -261,14 +261,13 @@ pub async fn revoke(
     JsonBody(body): JsonBody<TokenBody>,
 ) -> ApiResult<Response> {
     let now = now();
-    let session = session_of(&app, &body.token, now).await?;
-    if let Some(s) = session {
-        if app
+    if let Some(s) = session_of(&app, &body.token, now).await? {
+        let revoked = app
             .stores
             .sessions
             .revoke_session(&s.user_id, &s.id, now)
-            .await?
-        {
+            .await?;
+        if revoked {
             tracing::info!(user_id = %s.user_id, session_id = %s.id, "token family revoked");
         }
     }

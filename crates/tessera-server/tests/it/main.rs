@@ -9,5 +9,5 @@ mod common;
 mod forged;
 mod interop;
 mod sessions;
-mod tokens;
 mod support;
+mod tokens;

@@ -492,7 +492,8 @@ async fn a_bearer_token_wins_over_the_cookie() {
         res.headers()["www-authenticate"],
         "Bearer error=\"invalid_token\""
     );
-    assert_error(&status_json(res).await, 401, "invalid_token");
+    // API.md: /v1/me answers 401 unauthenticated, and RFC 6750's header says why.
+    assert_error(&status_json(res).await, 401, "unauthenticated");
 }
 
 #[tokio::test]
