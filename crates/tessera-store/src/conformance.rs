@@ -557,16 +557,24 @@ pub async fn ping_answers<S: FullStore>(s: Arc<S>) {
     s.ping().await.unwrap();
 }
 
-/// Generates one `#[tokio::test]` per conformance check. The argument is an
-/// expression (usually an `async` block) giving a fresh `Arc` of the store.
+/// Generates one `#[tokio::test]` per conformance check.
+///
+/// The first argument is an expression (usually an `async` block) giving
+/// `Some(Arc<store>)`, fresh for each test, or `None` when the backend is not
+/// configured (the factory says so loudly; the test then passes without
+/// checking anything). The optional second argument is an async function
+/// taking the `Arc<store>` that cleans up after the check, pass or fail.
 ///
 /// ```ignore
-/// tessera_store::conformance_tests!(async { std::sync::Arc::new(MyStore::open_temp().await) });
+/// tessera_store::conformance_tests!(async { Some(std::sync::Arc::new(MyStore::open_temp().await)) });
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
-        $crate::conformance_tests!(@each $factory;
+        $crate::conformance_tests!($factory, |_store| async {});
+    };
+    ($factory:expr, $teardown:expr) => {
+        $crate::conformance_tests!(@each $factory, $teardown;
             users_create_and_find,
             users_conflict_ignores_case,
             users_concurrent_create_one_wins,
@@ -589,12 +597,16 @@ macro_rules! conformance_tests {
             ping_answers,
         );
     };
-    (@each $factory:expr; $($check:ident),+ $(,)?) => {
+    (@each $factory:expr, $teardown:expr; $($check:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
-                let store = $factory.await;
-                $crate::conformance::$check(store).await;
+                let Some(store) = $factory.await else { return };
+                let outcome = tokio::spawn($crate::conformance::$check(store.clone())).await;
+                ($teardown)(store).await;
+                if let Err(e) = outcome {
+                    std::panic::resume_unwind(e.into_panic());
+                }
             }
         )+
     };

@@ -374,5 +374,5 @@ impl Ping for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    crate::conformance_tests!(async { std::sync::Arc::new(crate::MemoryStore::new()) });
+    crate::conformance_tests!(async { Some(std::sync::Arc::new(crate::MemoryStore::new())) });
 }
