@@ -690,6 +690,17 @@ impl KeyStore for PostgresStore {
     }
 }
 
+#[async_trait]
+impl Ping for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -700,16 +711,5 @@ mod tests {
         for bad in ["", "1a", "A", "a-b", "a;drop", "a b", &"a".repeat(64)] {
             assert!(!super::valid_schema(bad), "{bad}");
         }
-    }
-}
-
-#[async_trait]
-impl Ping for PostgresStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        Ok(())
     }
 }
