@@ -26,16 +26,6 @@ use crate::{
     ThrottleStore, UserRecord, UserStore,
 };
 
-/// Everything a full backend implements.
-pub trait FullStore:
-    UserStore + SessionStore + ThrottleStore + RefreshStore + KeyStore + Ping + 'static
-{
-}
-impl<T: UserStore + SessionStore + ThrottleStore + RefreshStore + KeyStore + Ping + 'static>
-    FullStore for T
-{
-}
-
 /// The fixed "now" of the checks.
 pub const T0: OffsetDateTime = datetime!(2030-06-01 12:00:00.000 UTC);
 
@@ -72,7 +62,7 @@ fn session(user_id: &str, at: OffsetDateTime) -> SessionRecord {
 }
 
 /// Creating a user makes it findable by id and by name in any case.
-pub async fn users_create_and_find<S: FullStore>(s: Arc<S>) {
+pub async fn users_create_and_find<S: UserStore + 'static>(s: Arc<S>) {
     let name = unique("Ada_");
     let u = user(&name);
     s.create_user(&u).await.unwrap();
@@ -92,7 +82,7 @@ pub async fn users_create_and_find<S: FullStore>(s: Arc<S>) {
 }
 
 /// A username taken in another case is a conflict, and changes nothing.
-pub async fn users_conflict_ignores_case<S: FullStore>(s: Arc<S>) {
+pub async fn users_conflict_ignores_case<S: UserStore + 'static>(s: Arc<S>) {
     let name = unique("Bob_");
     let first = user(&name);
     s.create_user(&first).await.unwrap();
@@ -106,7 +96,7 @@ pub async fn users_conflict_ignores_case<S: FullStore>(s: Arc<S>) {
 }
 
 /// Sixteen concurrent registrations of one name: exactly one wins.
-pub async fn users_concurrent_create_one_wins<S: FullStore>(s: Arc<S>) {
+pub async fn users_concurrent_create_one_wins<S: UserStore + 'static>(s: Arc<S>) {
     let name = unique("race_");
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..16 {
@@ -126,7 +116,7 @@ pub async fn users_concurrent_create_one_wins<S: FullStore>(s: Arc<S>) {
 }
 
 /// The password hash can be replaced; an unknown user is `NotFound`.
-pub async fn users_set_password_hash<S: FullStore>(s: Arc<S>) {
+pub async fn users_set_password_hash<S: UserStore + 'static>(s: Arc<S>) {
     let u = user(&unique("carol_"));
     s.create_user(&u).await.unwrap();
     s.set_password_hash(&u.id, "$argon2id$new").await.unwrap();
@@ -139,7 +129,7 @@ pub async fn users_set_password_hash<S: FullStore>(s: Arc<S>) {
 }
 
 /// A session comes back unchanged by secret hash and by id.
-pub async fn sessions_round_trip<S: FullStore>(s: Arc<S>) {
+pub async fn sessions_round_trip<S: SessionStore + 'static>(s: Arc<S>) {
     let mut sess = session("usr_round", T0);
     sess.ip = None;
     s.create_session(&sess).await.unwrap();
@@ -169,7 +159,7 @@ pub async fn sessions_round_trip<S: FullStore>(s: Arc<S>) {
 }
 
 /// A duplicate id or secret hash is a conflict.
-pub async fn sessions_duplicates_conflict<S: FullStore>(s: Arc<S>) {
+pub async fn sessions_duplicates_conflict<S: SessionStore + 'static>(s: Arc<S>) {
     let sess = session("usr_dup", T0);
     s.create_session(&sess).await.unwrap();
     let same_id = SessionRecord {
@@ -191,7 +181,7 @@ pub async fn sessions_duplicates_conflict<S: FullStore>(s: Arc<S>) {
 }
 
 /// Touching moves `last_seen_at` and the idle expiry.
-pub async fn sessions_touch<S: FullStore>(s: Arc<S>) {
+pub async fn sessions_touch<S: SessionStore + 'static>(s: Arc<S>) {
     let sess = session("usr_touch", T0);
     s.create_session(&sess).await.unwrap();
     let seen = T0 + Duration::minutes(5);
@@ -204,7 +194,7 @@ pub async fn sessions_touch<S: FullStore>(s: Arc<S>) {
 }
 
 /// Listing shows only the user's live sessions.
-pub async fn sessions_list_only_live_and_own<S: FullStore>(s: Arc<S>) {
+pub async fn sessions_list_only_live_and_own<S: SessionStore + 'static>(s: Arc<S>) {
     let uid = unique("usr_");
     let live1 = session(&uid, T0 - Duration::minutes(2));
     let live2 = session(&uid, T0 - Duration::minutes(1));
@@ -227,7 +217,7 @@ pub async fn sessions_list_only_live_and_own<S: FullStore>(s: Arc<S>) {
 }
 
 /// Revoking needs the right owner, and works once.
-pub async fn sessions_revoke_own_only<S: FullStore>(s: Arc<S>) {
+pub async fn sessions_revoke_own_only<S: SessionStore + 'static>(s: Arc<S>) {
     let sess = session("usr_owner", T0);
     s.create_session(&sess).await.unwrap();
     assert!(
@@ -259,7 +249,7 @@ pub async fn sessions_revoke_own_only<S: FullStore>(s: Arc<S>) {
 }
 
 /// Revoking all but one leaves exactly that one, and other users alone.
-pub async fn sessions_revoke_all_but_one<S: FullStore>(s: Arc<S>) {
+pub async fn sessions_revoke_all_but_one<S: SessionStore + 'static>(s: Arc<S>) {
     let uid = unique("usr_");
     let keep = session(&uid, T0);
     let a = session(&uid, T0);
@@ -294,7 +284,7 @@ pub async fn sessions_revoke_all_but_one<S: FullStore>(s: Arc<S>) {
 }
 
 /// Counting sees live sessions; purging removes only those that ended before the cut.
-pub async fn sessions_count_and_purge<S: FullStore>(s: Arc<S>) {
+pub async fn sessions_count_and_purge<S: SessionStore + 'static>(s: Arc<S>) {
     let live = session("usr_p", T0);
     let old = session("usr_p", T0 - Duration::days(3));
     let revoked = session("usr_p", T0);
@@ -319,7 +309,7 @@ pub async fn sessions_count_and_purge<S: FullStore>(s: Arc<S>) {
 }
 
 /// Failures count up within a window and start over after it.
-pub async fn throttle_windows<S: FullStore>(s: Arc<S>) {
+pub async fn throttle_windows<S: ThrottleStore + 'static>(s: Arc<S>) {
     let key = unique("user:");
     let w = Duration::minutes(15);
     assert_eq!(s.failures(&key, T0, w).await.unwrap(), None);
@@ -346,7 +336,7 @@ pub async fn throttle_windows<S: FullStore>(s: Arc<S>) {
 }
 
 /// Sixteen concurrent failures are all counted, each seeing its own count.
-pub async fn throttle_concurrent_failures_all_count<S: FullStore>(s: Arc<S>) {
+pub async fn throttle_concurrent_failures_all_count<S: ThrottleStore + 'static>(s: Arc<S>) {
     let key = unique("ip:");
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..16 {
@@ -363,7 +353,7 @@ pub async fn throttle_concurrent_failures_all_count<S: FullStore>(s: Arc<S>) {
 }
 
 /// Old windows are purged, current ones kept.
-pub async fn throttle_purge<S: FullStore>(s: Arc<S>) {
+pub async fn throttle_purge<S: ThrottleStore + 'static>(s: Arc<S>) {
     let old = unique("user:");
     let new = unique("user:");
     let w = Duration::minutes(15);
@@ -390,7 +380,7 @@ fn refresh(session_id: &str) -> RefreshRecord {
 }
 
 /// Spending rotates once; a second presentation is grace, then reuse.
-pub async fn refresh_rotation_grace_and_reuse<S: FullStore>(s: Arc<S>) {
+pub async fn refresh_rotation_grace_and_reuse<S: RefreshStore + 'static>(s: Arc<S>) {
     let first = refresh("ses_fam");
     s.create_refresh(&first).await.unwrap();
     let next = SecretHash::of(&unique("tsr_rt_"));
@@ -440,7 +430,7 @@ pub async fn refresh_rotation_grace_and_reuse<S: FullStore>(s: Arc<S>) {
 }
 
 /// Unknown and expired tokens are `Unknown`.
-pub async fn refresh_unknown_and_expired<S: FullStore>(s: Arc<S>) {
+pub async fn refresh_unknown_and_expired<S: RefreshStore + 'static>(s: Arc<S>) {
     let any = SecretHash::of(&unique("tsr_rt_"));
     assert_eq!(
         s.spend_refresh(&any, &any, T0, Duration::ZERO)
@@ -466,7 +456,7 @@ pub async fn refresh_unknown_and_expired<S: FullStore>(s: Arc<S>) {
 }
 
 /// Sixteen concurrent spends of one token: exactly one rotates.
-pub async fn refresh_concurrent_spends_one_wins<S: FullStore>(s: Arc<S>) {
+pub async fn refresh_concurrent_spends_one_wins<S: RefreshStore + 'static>(s: Arc<S>) {
     for grace in [Duration::ZERO, Duration::minutes(1)] {
         let t = refresh("ses_race");
         s.create_refresh(&t).await.unwrap();
@@ -505,7 +495,7 @@ fn key(alg: &str, at: OffsetDateTime) -> StoredKey {
 }
 
 /// The first current key wins; rotation supersedes it.
-pub async fn keys_ensure_and_rotate<S: FullStore>(s: Arc<S>) {
+pub async fn keys_ensure_and_rotate<S: KeyStore + 'static>(s: Arc<S>) {
     let a = key("EdDSA", T0);
     assert_eq!(s.ensure_current_key(&a).await.unwrap(), a);
     let b = key("EdDSA", T0 + Duration::seconds(1));
@@ -530,7 +520,7 @@ pub async fn keys_ensure_and_rotate<S: FullStore>(s: Arc<S>) {
 }
 
 /// Concurrent first starts agree on one key and one secret.
-pub async fn keys_and_secrets_concurrent_first_start<S: FullStore>(s: Arc<S>) {
+pub async fn keys_and_secrets_concurrent_first_start<S: KeyStore + 'static>(s: Arc<S>) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..8u8 {
         let s = s.clone();
@@ -553,7 +543,7 @@ pub async fn keys_and_secrets_concurrent_first_start<S: FullStore>(s: Arc<S>) {
 }
 
 /// A reachable store answers its ping.
-pub async fn ping_answers<S: FullStore>(s: Arc<S>) {
+pub async fn ping_answers<S: Ping + 'static>(s: Arc<S>) {
     s.ping().await.unwrap();
 }
 
@@ -579,6 +569,15 @@ macro_rules! conformance_tests {
             users_conflict_ignores_case,
             users_concurrent_create_one_wins,
             users_set_password_hash,
+            keys_ensure_and_rotate,
+            keys_and_secrets_concurrent_first_start,
+        );
+        $crate::conformance_tests!(ephemeral: $factory, $teardown);
+    };
+    // The state that may live in a cache-like store (Redis): sessions,
+    // refresh tokens, failure counters.
+    (ephemeral: $factory:expr, $teardown:expr) => {
+        $crate::conformance_tests!(@each $factory, $teardown;
             sessions_round_trip,
             sessions_duplicates_conflict,
             sessions_touch,
@@ -592,8 +591,6 @@ macro_rules! conformance_tests {
             refresh_rotation_grace_and_reuse,
             refresh_unknown_and_expired,
             refresh_concurrent_spends_one_wins,
-            keys_ensure_and_rotate,
-            keys_and_secrets_concurrent_first_start,
             ping_answers,
         );
     };
