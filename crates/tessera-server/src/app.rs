@@ -9,6 +9,8 @@ use tessera_core::SessionPolicy;
 use tessera_core::jwt::TokenRules;
 use tessera_core::password::HashCost;
 use tessera_store::{KeyStore, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore};
+use tessera_store_postgres::{PoolOptions, PostgresStore};
+use tessera_store_redis::RedisStore;
 use tessera_store_sqlite::SqliteStore;
 
 use crate::cookies::CookieConfig;
@@ -39,43 +41,72 @@ pub struct Stores {
 #[error("{0}")]
 pub struct StoreSetupError(pub String);
 
+fn setup_error(setting: &str, flag: &str, env: &str, e: &dyn std::error::Error) -> StoreSetupError {
+    StoreSetupError(format!(
+        "invalid setting {setting} (--{flag} / {env}): {}",
+        crate::error::error_chain(e)
+    ))
+}
+
 impl Stores {
     /// Opens the backends the settings name. This is the only place that
-    /// knows which concrete stores exist.
-    pub async fn open(
-        database: &DatabaseUrl,
-        redis: Option<&str>,
-    ) -> Result<Self, StoreSetupError> {
-        if redis.is_some() {
-            return Err(StoreSetupError(
-                "invalid setting redis (--redis / TESSERA_REDIS_URL): this build has no Redis backend yet; \
-                 sessions live in the database"
-                    .into(),
-            ));
-        }
-        match database {
+    /// knows which concrete stores exist: the database (SQLite or
+    /// PostgreSQL) holds users and keys, and sessions, refresh tokens and
+    /// failure counters unless Redis is configured for them.
+    pub async fn open(settings: &Settings) -> Result<Self, StoreSetupError> {
+        let db_err = |e: &dyn std::error::Error| {
+            setup_error("database", "database", "TESSERA_DATABASE_URL", e)
+        };
+        let (users, keys, sessions, refresh, throttle, db_ping): (
+            Arc<dyn UserStore>,
+            Arc<dyn KeyStore>,
+            Arc<dyn SessionStore>,
+            Arc<dyn RefreshStore>,
+            Arc<dyn ThrottleStore>,
+            Arc<dyn Ping>,
+        ) = match &settings.database {
             DatabaseUrl::Sqlite(url) => {
-                let store = Arc::new(SqliteStore::open(url).await.map_err(|e| {
-                    StoreSetupError(format!(
-                        "invalid setting database (--database / TESSERA_DATABASE_URL): {}",
-                        crate::error::error_chain(&e)
-                    ))
-                })?);
-                Ok(Self {
-                    users: store.clone(),
-                    sessions: store.clone(),
-                    throttle: store.clone(),
-                    refresh: store.clone(),
-                    keys: store.clone(),
-                    health: vec![("database", store)],
-                })
+                let s = Arc::new(SqliteStore::open(url).await.map_err(|e| db_err(&e))?);
+                (s.clone(), s.clone(), s.clone(), s.clone(), s.clone(), s)
             }
-            DatabaseUrl::Postgres(_) => Err(StoreSetupError(
-                "invalid setting database (--database / TESSERA_DATABASE_URL): this build has no PostgreSQL \
-                 backend yet; use sqlite://PATH"
-                    .into(),
-            )),
-        }
+            DatabaseUrl::Postgres(url) => {
+                let pool = PoolOptions {
+                    max_connections: settings.database_max_connections,
+                    ..PoolOptions::default()
+                };
+                let s = Arc::new(
+                    PostgresStore::open(url, settings.database_schema.as_deref(), pool)
+                        .await
+                        .map_err(|e| db_err(&e))?,
+                );
+                (s.clone(), s.clone(), s.clone(), s.clone(), s.clone(), s)
+            }
+        };
+        let mut health: Vec<(&'static str, Arc<dyn Ping>)> = vec![("database", db_ping)];
+        let (sessions, refresh, throttle) = match &settings.redis {
+            None => (sessions, refresh, throttle),
+            Some(url) => {
+                let r = Arc::new(
+                    RedisStore::open(url, &settings.redis_prefix)
+                        .await
+                        .map_err(|e| setup_error("redis", "redis", "TESSERA_REDIS_URL", &e))?,
+                );
+                health.push(("redis", r.clone()));
+                (
+                    r.clone() as Arc<dyn SessionStore>,
+                    r.clone() as Arc<dyn RefreshStore>,
+                    r as Arc<dyn ThrottleStore>,
+                )
+            }
+        };
+        Ok(Self {
+            users,
+            sessions,
+            throttle,
+            refresh,
+            keys,
+            health,
+        })
     }
 }
 

@@ -1,7 +1,6 @@
 //! The `tessera` command line: `serve`, `user add|list`, `config check`.
 
 use std::io::{BufRead as _, IsTerminal as _};
-use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
@@ -12,7 +11,7 @@ use tessera_store::{StoreError, UserRecord};
 
 use crate::app::Stores;
 use crate::handlers::rfc3339;
-use crate::settings::{SettingsArgs, resolve_database};
+use crate::settings::{Settings, SettingsArgs};
 
 /// tessera: sessions and tokens, done properly.
 ///
@@ -91,17 +90,6 @@ pub struct DecodeArgs {
     pub settings: SettingsArgs,
 }
 
-/// Where the `user` commands find the database.
-#[derive(Debug, clap::Args)]
-pub struct DatabaseArgs {
-    /// TOML settings file (its `database` is used).
-    #[arg(long, env = "TESSERA_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// sqlite://PATH or postgres://... [default: sqlite://tessera.db]
-    #[arg(long, env = "TESSERA_DATABASE_URL", value_name = "URL")]
-    pub database: Option<String>,
-}
-
 /// `tessera user …`.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -112,13 +100,13 @@ pub enum UserCommand {
         name: String,
         /// Where the database is.
         #[command(flatten)]
-        db: DatabaseArgs,
+        settings: Box<SettingsArgs>,
     },
     /// List every user: id, username, creation time.
     List {
         /// Where the database is.
         #[command(flatten)]
-        db: DatabaseArgs,
+        settings: Box<SettingsArgs>,
     },
 }
 
@@ -151,12 +139,11 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 /// `tessera user add NAME`.
-pub async fn user_add(name: &str, db: DatabaseArgs) -> anyhow::Result<()> {
+pub async fn user_add(name: &str, settings: SettingsArgs) -> anyhow::Result<()> {
     let username = Username::parse(name).map_err(|e| anyhow::anyhow!("invalid username: {e}"))?;
     let password =
         Password::parse(&read_password()?).map_err(|e| anyhow::anyhow!("invalid password: {e}"))?;
-    let database = resolve_database(db.config.as_deref(), db.database)?;
-    let stores = Stores::open(&database, None).await?;
+    let stores = Stores::open(&Settings::resolve(settings)?).await?;
     let hasher = Hasher::new(HashCost::OWASP)?;
     let user = UserRecord {
         id: ids::user_id(&mut OsRng),
@@ -175,9 +162,8 @@ pub async fn user_add(name: &str, db: DatabaseArgs) -> anyhow::Result<()> {
 }
 
 /// `tessera user list`.
-pub async fn user_list(db: DatabaseArgs) -> anyhow::Result<()> {
-    let database = resolve_database(db.config.as_deref(), db.database)?;
-    let stores = Stores::open(&database, None).await?;
+pub async fn user_list(settings: SettingsArgs) -> anyhow::Result<()> {
+    let stores = Stores::open(&Settings::resolve(settings)?).await?;
     let users = stores.users.list_users().await.context("listing users")?;
     println!("{:<26}  {:<64}  CREATED", "ID", "USERNAME");
     for u in users {

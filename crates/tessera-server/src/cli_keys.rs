@@ -18,7 +18,7 @@ use crate::settings::{Settings, SettingsArgs};
 /// until the last token it signed has expired.
 pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
-    let stores = Stores::open(&settings.database, None).await?;
+    let stores = Stores::open(&settings).await?;
     let now = now();
     // Opening checks the master key against the database before anything is written.
     Keys::open(stores.keys.clone(), &settings, now).await?;
@@ -44,7 +44,7 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
 /// `tessera keys list`.
 pub async fn list(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
-    let stores = Stores::open(&settings.database, None).await?;
+    let stores = Stores::open(&settings).await?;
     let keep = settings.access_ttl + settings.leeway;
     let now = now();
     let keys = stores.keys.keys().await.context("reading keys")?;
@@ -133,7 +133,7 @@ async fn load_jwks(source: &str) -> anyhow::Result<serde_json::Value> {
 }
 
 async fn database_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
-    let stores = Stores::open(&settings.database, None).await?;
+    let stores = Stores::open(&settings).await?;
     let master = master_key(settings)?;
     let mut keys = Vec::new();
     for k in stores.keys.keys().await.context("reading keys")? {

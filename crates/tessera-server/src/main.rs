@@ -53,8 +53,8 @@ impl std::error::Error for NotVerified {}
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(Settings::resolve(*args)?).await,
-        Command::User(UserCommand::Add { name, db }) => cli::user_add(&name, db).await,
-        Command::User(UserCommand::List { db }) => cli::user_list(db).await,
+        Command::User(UserCommand::Add { name, settings }) => cli::user_add(&name, *settings).await,
+        Command::User(UserCommand::List { settings }) => cli::user_list(*settings).await,
         Command::Keys(KeysCommand::Rotate(args)) => cli_keys::rotate(*args).await,
         Command::Keys(KeysCommand::List(args)) => cli_keys::list(*args).await,
         Command::Token(TokenCommand::Decode(args)) => {

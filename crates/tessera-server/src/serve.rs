@@ -13,7 +13,7 @@ use crate::telemetry;
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let stores = Stores::open(&settings.database, settings.redis.as_deref()).await?;
+    let stores = Stores::open(&settings).await?;
     let listen = settings.listen;
     let metrics = telemetry::install_metrics();
     let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())

@@ -42,9 +42,21 @@ pub struct SettingsArgs {
     /// tokens: sqlite://PATH or postgres://... [default: sqlite://tessera.db]
     #[arg(long, env = "TESSERA_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
+    /// PostgreSQL only: the schema tessera's tables live in (created if
+    /// missing), so one database can hold several installations.
+    /// [default: the connection's default schema]
+    #[arg(long, env = "TESSERA_DATABASE_SCHEMA", value_name = "NAME")]
+    pub database_schema: Option<String>,
+    /// PostgreSQL only: most connections this instance opens. [default: 10]
+    #[arg(long, env = "TESSERA_DATABASE_MAX_CONNECTIONS", value_name = "N")]
+    pub database_max_connections: Option<String>,
     /// When set, sessions, refresh tokens and the revocation list live in Redis.
     #[arg(long, env = "TESSERA_REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
+    /// Prefix of every Redis key, so several installations can share one
+    /// Redis. [default: tessera]
+    #[arg(long, env = "TESSERA_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
     /// `iss` of access tokens. [default: http://127.0.0.1:7480]
     #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
     pub issuer: Option<String>,
@@ -111,7 +123,10 @@ pub struct SettingsArgs {
 pub struct FileSettings {
     listen: Option<String>,
     database: Option<String>,
+    database_schema: Option<String>,
+    database_max_connections: Option<String>,
     redis: Option<String>,
+    redis_prefix: Option<String>,
     issuer: Option<String>,
     audience: Option<String>,
     jwt_alg: Option<String>,
@@ -164,8 +179,14 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// The main database.
     pub database: DatabaseUrl,
+    /// PostgreSQL schema.
+    pub database_schema: Option<String>,
+    /// PostgreSQL pool size.
+    pub database_max_connections: u32,
     /// Redis URL, when sessions live in Redis.
     pub redis: Option<String>,
+    /// Prefix of Redis keys.
+    pub redis_prefix: String,
     /// `iss` of tokens.
     pub issuer: String,
     /// `aud` of tokens.
@@ -310,6 +331,17 @@ const CONFIG: SettingMeta = setting!("config", "config", "TESSERA_CONFIG");
 const LISTEN: SettingMeta = setting!("listen", "listen", "TESSERA_LISTEN");
 const DATABASE: SettingMeta = setting!("database", "database", "TESSERA_DATABASE_URL");
 const REDIS: SettingMeta = setting!("redis", "redis", "TESSERA_REDIS_URL");
+const DATABASE_SCHEMA: SettingMeta = setting!(
+    "database_schema",
+    "database-schema",
+    "TESSERA_DATABASE_SCHEMA"
+);
+const DATABASE_MAX_CONNECTIONS: SettingMeta = setting!(
+    "database_max_connections",
+    "database-max-connections",
+    "TESSERA_DATABASE_MAX_CONNECTIONS"
+);
+const REDIS_PREFIX: SettingMeta = setting!("redis_prefix", "redis-prefix", "TESSERA_REDIS_PREFIX");
 const ISSUER: SettingMeta = setting!("issuer", "issuer", "TESSERA_ISSUER");
 const AUDIENCE: SettingMeta = setting!("audience", "audience", "TESSERA_AUDIENCE");
 const JWT_ALG: SettingMeta = setting!("jwt_alg", "jwt-alg", "TESSERA_JWT_ALG");
@@ -323,16 +355,6 @@ const REFRESH_TTL: SettingMeta = setting!("refresh_ttl", "refresh-ttl", "TESSERA
 const SESSION_IDLE: SettingMeta = setting!("session_idle", "session-idle", "TESSERA_SESSION_IDLE");
 const SESSION_TTL: SettingMeta = setting!("session_ttl", "session-ttl", "TESSERA_SESSION_TTL");
 const KEY_REFRESH: SettingMeta = setting!("key_refresh", "key-refresh", "TESSERA_KEY_REFRESH");
-
-/// The database setting as the `user` commands need it: from the flag or
-/// environment, else from the config file, else the default.
-pub fn resolve_database(
-    config: Option<&Path>,
-    flag: Option<String>,
-) -> Result<DatabaseUrl, SettingError> {
-    let file = read_file(config)?;
-    parse_database(flag.or(file.database))
-}
 
 fn read_file(path: Option<&Path>) -> Result<FileSettings, SettingError> {
     let Some(path) = path else {
@@ -384,10 +406,19 @@ impl Settings {
         [
             format!("listen = {:?}", self.listen.to_string()),
             format!("database = {database:?}"),
+            match &self.database_schema {
+                Some(schema) => format!("database_schema = {schema:?}"),
+                None => "# database_schema: unset".to_owned(),
+            },
+            format!(
+                "database_max_connections = \"{}\"",
+                self.database_max_connections
+            ),
             match &self.redis {
                 Some(url) => format!("redis = {url:?}"),
                 None => "# redis: unset".to_owned(),
             },
+            format!("redis_prefix = {:?}", self.redis_prefix),
             format!("issuer = {:?}", self.issuer),
             format!("audience = {:?}", self.audience),
             format!("jwt_alg = {:?}", self.jwt_alg.as_str()),
@@ -428,6 +459,41 @@ impl Settings {
             .filter(|u| !(u.starts_with("redis://") || u.starts_with("rediss://")))
         {
             return Err(REDIS.err(format!("{url:?} is not a redis:// URL")));
+        }
+
+        let database_schema = args.database_schema.or(f.database_schema);
+        if let Some(schema) = &database_schema {
+            let plain = schema.starts_with(|c: char| c.is_ascii_lowercase())
+                && schema.len() <= 63
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !plain {
+                return Err(DATABASE_SCHEMA
+                    .err("must be 1 to 63 characters of a-z, 0-9 and _, starting with a letter"));
+            }
+            if !matches!(database, DatabaseUrl::Postgres(_)) {
+                return Err(DATABASE_SCHEMA.err("applies to PostgreSQL only"));
+            }
+        }
+        let database_max_connections =
+            match args.database_max_connections.or(f.database_max_connections) {
+                None => 10,
+                Some(n) => n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        DATABASE_MAX_CONNECTIONS
+                            .err(format!("{n:?} is not a number from 1 to 1000"))
+                    })?,
+            };
+        let redis_prefix = args
+            .redis_prefix
+            .or(f.redis_prefix)
+            .unwrap_or_else(|| "tessera".into());
+        if redis_prefix.is_empty() || redis_prefix.contains(['{', '}', ' ']) {
+            return Err(REDIS_PREFIX.err("must be non-empty, without spaces or braces"));
         }
 
         let issuer = args
@@ -473,7 +539,10 @@ impl Settings {
         Ok(Self {
             listen,
             database,
+            database_schema,
+            database_max_connections,
             redis,
+            redis_prefix,
             issuer,
             audience,
             jwt_alg,

@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod forged;
 mod interop;
+mod scale;
 mod sessions;
 mod support;
 mod tokens;

@@ -1,0 +1,447 @@
+//! Scale-out: several instances sharing PostgreSQL and Redis, and what
+//! happens when an engine fails. Reads `TESSERA_TEST_DATABASE_URL` and
+//! `TESSERA_TEST_REDIS_URL`; skipped, loudly, when either is unset (`.ci/run`
+//! always sets both).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use tessera_store_postgres::{PoolOptions, PostgresStore};
+use tessera_store_redis::RedisStore;
+
+use crate::support::*;
+
+/// A schema and a key prefix of this test's own, dropped at the end.
+struct Shared {
+    db_url: String,
+    redis_url: String,
+    schema: String,
+    prefix: String,
+    master_key: String,
+}
+
+impl Shared {
+    fn new(name: &str) -> Option<Self> {
+        let (Ok(db_url), Ok(redis_url)) = (
+            std::env::var("TESSERA_TEST_DATABASE_URL"),
+            std::env::var("TESSERA_TEST_REDIS_URL"),
+        ) else {
+            eprintln!(
+                "\n*** SKIPPED {name}: TESSERA_TEST_DATABASE_URL and TESSERA_TEST_REDIS_URL must both be set ***\n"
+            );
+            return None;
+        };
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Self {
+            db_url,
+            redis_url,
+            schema: format!("tessera_scale_{id}"),
+            prefix: format!("tessera-scale-{id}"),
+            master_key: format!("{:064x}", u128::from(std::process::id()) << 20 | 0xabcdef),
+        })
+    }
+
+    fn args(&self) -> Vec<String> {
+        [
+            "--database",
+            &self.db_url,
+            "--database-schema",
+            &self.schema,
+            "--redis",
+            &self.redis_url,
+            "--redis-prefix",
+            &self.prefix,
+            "--master-key",
+            &self.master_key,
+            "--key-refresh",
+            "1s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    async fn start(&self) -> Server {
+        Server::start_with(
+            BIN,
+            Options {
+                args: self.args(),
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    /// Runs `body`, then drops the schema and the keys whether it passed or
+    /// failed, then passes the failure on.
+    async fn run<F, Fut>(self, body: F)
+    where
+        F: FnOnce(std::sync::Arc<Self>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let shared = std::sync::Arc::new(self);
+        let outcome = tokio::spawn(body(shared.clone())).await;
+        shared.cleanup().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+
+    async fn cleanup(&self) {
+        let pg = PostgresStore::open(&self.db_url, Some(&self.schema), PoolOptions::default())
+            .await
+            .unwrap();
+        pg.drop_schema().await.unwrap();
+        RedisStore::open(&self.redis_url, &self.prefix)
+            .await
+            .unwrap()
+            .delete_all()
+            .await
+            .unwrap();
+    }
+}
+
+fn bearer(token: &Value) -> HeaderMap {
+    headers([(
+        "authorization",
+        &format!("Bearer {}", token.as_str().unwrap()),
+    )])
+}
+
+fn kid(token: &Value) -> String {
+    use base64::Engine;
+    let header = token.as_str().unwrap().split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn token_login(server: &Server, name: &str) -> Value {
+    let res = server
+        .post_json(
+            "/v1/tokens",
+            &json!({ "username": name, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn three_instances_behind_one_address_share_everything() {
+    let Some(shared) = Shared::new("three_instances") else {
+        return;
+    };
+    shared.run(three_instances).await;
+}
+
+async fn three_instances(shared: std::sync::Arc<Shared>) {
+    let (a, b, c) = (
+        shared.start().await,
+        shared.start().await,
+        shared.start().await,
+    );
+
+    // Register on A, session login on B, /v1/me on C.
+    let name = unique("scale");
+    register(&a, &name).await;
+    let login = login(&b, &name).await;
+    let (status, me) = call(&c, Method::GET, "/v1/me", login.cookie_only(), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["user"]["username"], name.as_str());
+
+    // Token login on C, refresh on A, reuse of the spent token on B.
+    let first = token_login(&c, &name).await;
+    let (status, second) = call(
+        &a,
+        Method::POST,
+        "/v1/tokens/refresh",
+        HeaderMap::new(),
+        Some(&json!({ "refresh_token": first["refresh_token"] })),
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    let got = call(
+        &b,
+        Method::POST,
+        "/v1/tokens/refresh",
+        HeaderMap::new(),
+        Some(&json!({ "refresh_token": first["refresh_token"] })),
+    )
+    .await;
+    assert_error(&got, 401, "refresh_token_reused");
+    for s in [&a, &b, &c] {
+        assert_eq!(
+            call(
+                s,
+                Method::GET,
+                "/v1/me",
+                bearer(&second["access_token"]),
+                None
+            )
+            .await
+            .0,
+            401
+        );
+    }
+
+    // Logout on A is refused on B and C at once.
+    let (status, _) = call(
+        &a,
+        Method::DELETE,
+        "/v1/sessions/current",
+        login.with_csrf(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    for s in [&b, &c] {
+        assert_eq!(
+            call(s, Method::GET, "/v1/me", login.cookie_only(), None)
+                .await
+                .0,
+            401
+        );
+    }
+
+    // A rotation with the command reaches all three within --key-refresh.
+    let old = token_login(&b, &name).await;
+    let mut rotate = Command::new(BIN);
+    rotate.args(["keys", "rotate"]).args(shared.args());
+    let out = rotate.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for s in [&a, &b, &c] {
+        let fresh = token_login(s, &name).await;
+        assert_ne!(
+            kid(&fresh["access_token"]),
+            kid(&old["access_token"]),
+            "instance {} still signs with the old key",
+            s.base()
+        );
+        assert_eq!(
+            call(s, Method::GET, "/v1/me", bearer(&old["access_token"]), None)
+                .await
+                .0,
+            200
+        );
+        assert_eq!(
+            call(
+                s,
+                Method::GET,
+                "/v1/me",
+                bearer(&fresh["access_token"]),
+                None
+            )
+            .await
+            .0,
+            200
+        );
+        let (_, ready) = call(s, Method::GET, "/readyz", HeaderMap::new(), None).await;
+        assert_eq!(ready["checks"], json!({ "database": "ok", "redis": "ok" }));
+    }
+}
+
+#[tokio::test]
+async fn instances_sharing_a_database_need_the_same_master_key() {
+    let Some(shared) = Shared::new("master_key") else {
+        return;
+    };
+    shared.run(same_master_key).await;
+}
+
+async fn same_master_key(shared: std::sync::Arc<Shared>) {
+    let a = shared.start().await;
+    register(&a, &unique("mk")).await;
+    let run = |args: Vec<String>| {
+        let out = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut wrong = shared.args();
+    let at = wrong.iter().position(|a| a == "--master-key").unwrap();
+    wrong[at + 1] = "ff".repeat(32);
+    let (code, stderr) = run(wrong);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("master_key") && stderr.contains("decrypt"),
+        "{stderr}"
+    );
+
+    let mut missing = shared.args();
+    missing.drain(at..at + 2);
+    let (code, stderr) = run(missing);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("master_key"), "{stderr}");
+    drop(a);
+}
+
+/// A Redis server of the test's own, on its own port, persisting every write.
+struct OwnRedis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    fn start(port: u16, dir: tempfile::TempDir) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for this test (Debian package redis-server)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.dir
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_stopped_redis_gives_503_quickly_and_tessera_recovers_without_restart() {
+    let port = free_port();
+    let redis = OwnRedis::start(port, tempfile::tempdir().unwrap());
+    let server = start_with_args(&["--redis", &redis.url()]).await;
+    let (name, login) = user_with_session(&server, "redisdown").await;
+    let tokens = token_login(&server, &name).await;
+    assert_eq!(
+        call(&server, Method::GET, "/v1/me", login.cookie_only(), None)
+            .await
+            .0,
+        200
+    );
+
+    let dir = redis.stop();
+    let started = Instant::now();
+    let got = call(&server, Method::GET, "/v1/me", login.cookie_only(), None).await;
+    assert_error(&got, 503, "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // A token is never accepted without its revocation check.
+    let got = call(
+        &server,
+        Method::GET,
+        "/v1/me",
+        bearer(&tokens["access_token"]),
+        None,
+    )
+    .await;
+    assert_error(&got, 503, "unavailable");
+    let got = call(
+        &server,
+        Method::POST,
+        "/v1/sessions",
+        HeaderMap::new(),
+        Some(&json!({ "username": name, "password": PASSWORD })),
+    )
+    .await;
+    assert_error(&got, 503, "unavailable");
+    let (status, ready) = call(&server, Method::GET, "/readyz", HeaderMap::new(), None).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        ready["checks"],
+        json!({ "database": "ok", "redis": "unavailable" })
+    );
+    assert_eq!(
+        call(&server, Method::GET, "/healthz", HeaderMap::new(), None)
+            .await
+            .0,
+        200
+    );
+
+    // Redis comes back on the same port with its data: tessera recovers.
+    let redis = OwnRedis::start(port, dir);
+    let started = Instant::now();
+    loop {
+        let (status, _) = call(&server, Method::GET, "/readyz", HeaderMap::new(), None).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "tessera did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        call(&server, Method::GET, "/v1/me", login.cookie_only(), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(
+            &server,
+            Method::GET,
+            "/v1/me",
+            bearer(&tokens["access_token"]),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    drop(server);
+    drop(redis.stop());
+}
