@@ -57,56 +57,49 @@ impl Stores {
         let db_err = |e: &dyn std::error::Error| {
             setup_error("database", "database", "TESSERA_DATABASE_URL", e)
         };
-        let (users, keys, sessions, refresh, throttle, db_ping): (
-            Arc<dyn UserStore>,
-            Arc<dyn KeyStore>,
-            Arc<dyn SessionStore>,
-            Arc<dyn RefreshStore>,
-            Arc<dyn ThrottleStore>,
-            Arc<dyn Ping>,
-        ) = match &settings.database {
-            DatabaseUrl::Sqlite(url) => {
-                let s = Arc::new(SqliteStore::open(url).await.map_err(|e| db_err(&e))?);
-                (s.clone(), s.clone(), s.clone(), s.clone(), s.clone(), s)
-            }
+        let mut stores = match &settings.database {
+            DatabaseUrl::Sqlite(url) => Self::all_in(Arc::new(
+                SqliteStore::open(url).await.map_err(|e| db_err(&e))?,
+            )),
             DatabaseUrl::Postgres(url) => {
                 let pool = PoolOptions {
                     max_connections: settings.database_max_connections,
                     ..PoolOptions::default()
                 };
-                let s = Arc::new(
-                    PostgresStore::open(url, settings.database_schema.as_deref(), pool)
-                        .await
-                        .map_err(|e| db_err(&e))?,
-                );
-                (s.clone(), s.clone(), s.clone(), s.clone(), s.clone(), s)
+                let schema = settings.database_schema.as_deref();
+                let store = PostgresStore::open(url, schema, pool)
+                    .await
+                    .map_err(|e| db_err(&e))?;
+                Self::all_in(Arc::new(store))
             }
         };
-        let mut health: Vec<(&'static str, Arc<dyn Ping>)> = vec![("database", db_ping)];
-        let (sessions, refresh, throttle) = match &settings.redis {
-            None => (sessions, refresh, throttle),
-            Some(url) => {
-                let r = Arc::new(
-                    RedisStore::open(url, &settings.redis_prefix)
-                        .await
-                        .map_err(|e| setup_error("redis", "redis", "TESSERA_REDIS_URL", &e))?,
-                );
-                health.push(("redis", r.clone()));
-                (
-                    r.clone() as Arc<dyn SessionStore>,
-                    r.clone() as Arc<dyn RefreshStore>,
-                    r as Arc<dyn ThrottleStore>,
-                )
-            }
-        };
-        Ok(Self {
-            users,
-            sessions,
-            throttle,
-            refresh,
-            keys,
-            health,
-        })
+        if let Some(url) = &settings.redis {
+            let redis = Arc::new(
+                RedisStore::open(url, &settings.redis_prefix)
+                    .await
+                    .map_err(|e| setup_error("redis", "redis", "TESSERA_REDIS_URL", &e))?,
+            );
+            stores.sessions = redis.clone();
+            stores.refresh = redis.clone();
+            stores.throttle = redis.clone();
+            stores.health.push(("redis", redis));
+        }
+        Ok(stores)
+    }
+
+    /// Every store in one backend (a database).
+    fn all_in<S>(store: Arc<S>) -> Self
+    where
+        S: UserStore + KeyStore + SessionStore + RefreshStore + ThrottleStore + Ping + 'static,
+    {
+        Self {
+            users: store.clone(),
+            sessions: store.clone(),
+            throttle: store.clone(),
+            refresh: store.clone(),
+            keys: store.clone(),
+            health: vec![("database", store)],
+        }
     }
 }
 

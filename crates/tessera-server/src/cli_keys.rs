@@ -133,7 +133,7 @@ async fn load_jwks(source: &str) -> anyhow::Result<serde_json::Value> {
 }
 
 async fn database_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
-    let stores = Stores::open(&settings).await?;
+    let stores = Stores::open(settings).await?;
     let master = master_key(settings)?;
     let mut keys = Vec::new();
     for k in stores.keys.keys().await.context("reading keys")? {
