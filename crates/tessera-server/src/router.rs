@@ -40,6 +40,7 @@ pub fn router(app: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
         .route_layer(middleware::from_fn(remember_route))
         .fallback(|| async { ApiError::not_found("No such route.") })
         .method_not_allowed_fallback(|| async {
@@ -49,8 +50,9 @@ pub fn router(app: AppState) -> Router {
                 "This route does not accept that method.",
             )
         })
-        .layer(middleware::from_fn(common))
+        // Inside `common`, so that a panic's 500 gets the common headers and metrics.
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .layer(middleware::from_fn(common))
         .layer(
             TraceLayer::new_for_http()
                 // Method and path only: headers and query strings may carry secrets.

@@ -46,6 +46,24 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
+/// The OpenAPI 3.1 document of this API, written by hand beside the code
+/// (`src/openapi.json`); a test checks it names every route of the router.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    let mut res = OPENAPI.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}
+
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let Some(handle) = &app.metrics else {

@@ -137,3 +137,56 @@ async fn health_readiness_and_metrics() {
     }
     assert!(!text.contains(&login.secret));
 }
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_router() {
+    let server = start().await;
+    let res = server.get("/openapi.json", HeaderMap::new()).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    // Every route of API.md is documented…
+    for (method, path) in [
+        ("post", "/v1/users"),
+        ("post", "/v1/users/me/password"),
+        ("post", "/v1/sessions"),
+        ("get", "/v1/sessions"),
+        ("delete", "/v1/sessions"),
+        ("get", "/v1/sessions/current"),
+        ("delete", "/v1/sessions/current"),
+        ("delete", "/v1/sessions/{id}"),
+        ("post", "/v1/tokens"),
+        ("post", "/v1/tokens/refresh"),
+        ("post", "/v1/tokens/revoke"),
+        ("post", "/v1/tokens/introspect"),
+        ("get", "/.well-known/jwks.json"),
+        ("get", "/v1/me"),
+        ("get", "/v1/auth/verify"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} undocumented"
+        );
+    }
+    // …and every documented operation exists on the server (no 404/405).
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "ses_x");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let res = server.request(m, &concrete, HeaderMap::new(), None).await;
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            assert!(
+                body["error"] != "method_not_allowed"
+                    && !(status == 404 && body["message"] == "No such route."),
+                "{method} {path}: {status} {body}"
+            );
+        }
+    }
+}
