@@ -104,6 +104,8 @@ impl Principal {
 pub enum AuthFailure {
     /// The credential was refused, for this reason.
     Refused(AuthMethod, Refusal),
+    /// A cookie-session request with an unsafe method lacked the CSRF token.
+    Csrf,
     /// A store failed.
     Store(StoreError),
 }
@@ -119,6 +121,7 @@ impl From<AuthFailure> for ApiError {
         match f {
             AuthFailure::Refused(AuthMethod::Session, _) => ApiError::unauthenticated(),
             AuthFailure::Refused(_, _) => ApiError::bad_bearer(),
+            AuthFailure::Csrf => ApiError::csrf_failed(),
             AuthFailure::Store(e) => e.into(),
         }
     }
@@ -167,11 +170,12 @@ fn session_cookie(headers: &HeaderMap, app: &App) -> Option<String> {
 pub async fn authenticate(
     app: &App,
     cred: Credential,
+    parts: &Parts,
     now: OffsetDateTime,
 ) -> Result<Principal, AuthFailure> {
     let method = cred.method();
     let result = match cred {
-        Credential::SessionCookie(raw) => authenticate_session(app, &raw, now).await,
+        Credential::SessionCookie(raw) => authenticate_session(app, &raw, parts, now).await,
         Credential::Bearer(token) | Credential::AccessCookie(token) => {
             authenticate_token(app, &token, method, now).await
         }
@@ -180,6 +184,7 @@ pub async fn authenticate(
         Ok(_) => "ok",
         Err(AuthFailure::Refused(_, r)) => r.label(),
         Err(AuthFailure::Store(_)) => "store_error",
+        Err(AuthFailure::Csrf) => "csrf_failed",
     };
     if let Err(AuthFailure::Refused(_, r)) = &result {
         tracing::info!(
@@ -196,6 +201,7 @@ pub async fn authenticate(
 async fn authenticate_session(
     app: &App,
     raw: &str,
+    parts: &Parts,
     now: OffsetDateTime,
 ) -> Result<Principal, AuthFailure> {
     let refused = |r| AuthFailure::Refused(AuthMethod::Session, r);
@@ -213,6 +219,9 @@ async fn authenticate_session(
         .user_by_id(&session.user_id)
         .await?
         .ok_or(refused(Refusal::UserGone))?;
+    // A request that fails the CSRF check must not keep the session alive:
+    // check before recording the use.
+    check_csrf(parts, &secret)?;
     if let Some((seen, idle)) = app.policy.touch(&session, now) {
         app.stores
             .sessions
@@ -332,10 +341,7 @@ fn is_unsafe(method: &Method) -> bool {
 }
 
 /// Checks the `X-CSRF-Token` header of an unsafe cookie-session request.
-fn check_csrf(parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
-    let Some(secret) = &principal.secret else {
-        return Ok(());
-    };
+fn check_csrf(parts: &Parts, secret: &SessionSecret) -> Result<(), AuthFailure> {
     if !is_unsafe(&parts.method) {
         return Ok(());
     }
@@ -348,7 +354,7 @@ fn check_csrf(parts: &Parts, principal: &Principal) -> Result<(), ApiError> {
         Ok(())
     } else {
         metrics::counter!("tessera_csrf_failures_total").increment(1);
-        Err(ApiError::csrf_failed())
+        Err(AuthFailure::Csrf)
     }
 }
 
@@ -361,8 +367,7 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let cred = credential(&parts.headers, app).ok_or_else(ApiError::unauthenticated)?;
-        let principal = authenticate(app, cred, crate::handlers::now()).await?;
-        check_csrf(parts, &principal)?;
+        let principal = authenticate(app, cred, parts, crate::handlers::now()).await?;
         Ok(Self(principal))
     }
 }
@@ -376,9 +381,13 @@ impl FromRequestParts<AppState> for CookieSession {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
         let raw = session_cookie(&parts.headers, app).ok_or_else(ApiError::unauthenticated)?;
-        let principal =
-            authenticate(app, Credential::SessionCookie(raw), crate::handlers::now()).await?;
-        check_csrf(parts, &principal)?;
+        let principal = authenticate(
+            app,
+            Credential::SessionCookie(raw),
+            parts,
+            crate::handlers::now(),
+        )
+        .await?;
         Ok(Self(principal))
     }
 }

@@ -381,7 +381,7 @@ pub async fn introspect(
             "token_type": "access_token",
         }))
         .into_response()),
-        Err(AuthFailure::Refused(..)) => inactive(),
+        Err(AuthFailure::Refused(..) | AuthFailure::Csrf) => inactive(),
         Err(AuthFailure::Store(e)) => Err(e.into()),
     }
 }
