@@ -225,7 +225,7 @@ async fn authenticate_session(
     if let Some((seen, idle)) = app.policy.touch(&session, now) {
         app.stores
             .sessions
-            .touch_session(&session.id, seen, idle)
+            .touch_session(&session.id, seen, Some(idle))
             .await?;
         session.last_seen_at = seen;
         session.idle_expires_at = Some(idle);
@@ -270,7 +270,15 @@ pub async fn check_access_token(
             v
         }
         _ => {
-            let v = ring.verify(&app.rules, token, now).map_err(|r| {
+            let mut result = ring.verify(&app.rules, token, now);
+            // An unknown kid may be a key another instance rotated to before
+            // this one reloaded: look once (rate-limited), then decide.
+            if result.as_ref().is_err_and(|r| *r == Refusal::UnknownKey)
+                && app.keys.reload_for_unknown_kid(now).await
+            {
+                result = app.keys.ring().verify(&app.rules, token, now);
+            }
+            let v = result.map_err(|r| {
                 metrics::counter!("tessera_token_verifications_total", "outcome" => r.label())
                     .increment(1);
                 refused(r)

@@ -20,8 +20,11 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let stores = Stores::open(&settings).await?;
     let now = now();
-    // Opening checks the master key against the database before anything is written.
-    Keys::open(stores.keys.clone(), &settings, now).await?;
+    // Opening checks the master key against the database before anything is
+    // written; a wrong one is a setting error (exit 2), as for `serve`.
+    Keys::open(stores.keys.clone(), &settings, now)
+        .await
+        .map_err(crate::keys::KeyLoadError::into_anyhow)?;
     let master = master_key(&settings)?;
     let key = new_stored_key(&master, settings.jwt_alg, now)?;
     stores
@@ -29,9 +32,9 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
         .rotate_key(&key)
         .await
         .context("storing the new key")?;
-    let keep = settings.access_ttl + settings.leeway;
+    let keep = settings.key_publication();
     println!(
-        "new {} key {} is current; the previous one stays published until {} (access_ttl + leeway). \
+        "new {} key {} is current; the previous one stays published until {} (access_ttl + leeway + key_refresh). \
          Running servers pick it up within --key-refresh ({}).",
         key.alg,
         key.kid,
@@ -45,7 +48,7 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
 pub async fn list(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let stores = Stores::open(&settings).await?;
-    let keep = settings.access_ttl + settings.leeway;
+    let keep = settings.key_publication();
     let now = now();
     let keys = stores.keys.keys().await.context("reading keys")?;
     println!("{:<44}  {:<6}  {:<24}  STATUS", "KID", "ALG", "CREATED");

@@ -5,13 +5,15 @@
 //! database). On start the server makes sure a current key of the configured
 //! algorithm exists (one insert wins across instances), then loads the ring:
 //! the current key, which signs, plus every key superseded less than
-//! `access_ttl + leeway` ago, which still verifies and stays in the JWKS until
-//! the last token it signed has expired. A background task reloads the ring
+//! `access_ttl + leeway + key_refresh` ago, which still verifies and stays in
+//! the JWKS until the last token it signed has expired (the extra
+//! `key_refresh` covers an instance that signed with it before reloading). A background task reloads the ring
 //! every `--key-refresh` (10 s by default), so `tessera keys rotate` reaches a
 //! running server within that bound, without a restart.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rand_core::OsRng;
@@ -111,6 +113,16 @@ pub enum KeyLoadError {
     Key(#[from] tessera_core::jwt::KeyError),
 }
 
+impl KeyLoadError {
+    /// As an `anyhow` error whose setting errors `main` recognises (exit 2).
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            Self::Master(setting) => anyhow::Error::new(setting),
+            other => anyhow::Error::new(other),
+        }
+    }
+}
+
 fn unseal(master: &MasterKey, stored: &StoredKey) -> Result<KeyMaterial, KeyLoadError> {
     let private = master
         .open(&stored.kid, &stored.sealed_private)
@@ -146,6 +158,10 @@ pub fn new_stored_key(
     })
 }
 
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Whether a stored key is still published at `now`: current, or superseded
 /// less than `keep` ago.
 pub fn is_published(key: &StoredKey, now: OffsetDateTime, keep: Duration) -> bool {
@@ -160,7 +176,13 @@ pub struct Keys {
     keep: Duration,
     ring: RwLock<Arc<KeyRing>>,
     refresh_secret: Vec<u8>,
+    /// Unix milliseconds of the last reload, to rate-limit on-demand reloads.
+    last_reload: AtomicI64,
 }
+
+/// The least time between two reloads triggered by an unknown `kid`, so a
+/// flood of forged kids costs at most one key read a second.
+const ON_DEMAND_RELOAD_EVERY_MS: i64 = 1000;
 
 impl Keys {
     /// Makes sure a current key exists, loads the ring and the refresh secret.
@@ -189,7 +211,7 @@ impl Keys {
         store
             .ensure_current_key(&new_stored_key(&master, alg, now)?)
             .await?;
-        let keep = settings.access_ttl + settings.leeway;
+        let keep = settings.key_publication();
         let ring = load_ring(store.as_ref(), &master, alg, keep, now).await?;
         Ok(Self {
             store,
@@ -198,6 +220,7 @@ impl Keys {
             keep,
             ring: RwLock::new(Arc::new(ring)),
             refresh_secret,
+            last_reload: AtomicI64::new(unix_ms(now)),
         })
     }
 
@@ -216,10 +239,28 @@ impl Keys {
     /// Re-reads the keys (after a rotation by another process, or to drop
     /// keys whose last tokens have expired).
     pub async fn reload(&self, now: OffsetDateTime) -> Result<(), KeyLoadError> {
+        self.last_reload.store(unix_ms(now), Ordering::Relaxed);
         let ring = load_ring(self.store.as_ref(), &self.master, self.alg, self.keep, now).await?;
         let mut slot = self.ring.write().unwrap_or_else(|p| p.into_inner());
         *slot = Arc::new(ring);
         Ok(())
+    }
+
+    /// Reloads now if the last reload is at least a second old; for a token
+    /// with an unknown `kid`, which may come from an instance that saw a
+    /// rotation first. Returns whether it reloaded.
+    pub async fn reload_for_unknown_kid(&self, now: OffsetDateTime) -> bool {
+        let last = self.last_reload.load(Ordering::Relaxed);
+        if unix_ms(now) - last < ON_DEMAND_RELOAD_EVERY_MS {
+            return false;
+        }
+        match self.reload(now).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "reloading keys for an unknown kid failed");
+                false
+            }
+        }
     }
 }
 

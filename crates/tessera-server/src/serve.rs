@@ -18,10 +18,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics();
     let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())
         .await
-        .map_err(|e| match e {
-            crate::keys::KeyLoadError::Master(setting) => anyhow::Error::new(setting),
-            other => anyhow::Error::new(other),
-        })?;
+        .map_err(crate::keys::KeyLoadError::into_anyhow)?;
     let app = App::new(settings, stores, keys, metrics)?;
 
     let listener = TcpListener::bind(listen).await.map_err(|e| SettingError {

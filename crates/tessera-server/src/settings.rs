@@ -124,7 +124,7 @@ pub struct FileSettings {
     listen: Option<String>,
     database: Option<String>,
     database_schema: Option<String>,
-    database_max_connections: Option<String>,
+    database_max_connections: Option<u32>,
     redis: Option<String>,
     redis_prefix: Option<String>,
     issuer: Option<String>,
@@ -391,6 +391,14 @@ fn parse_hex_key(meta: SettingMeta, value: Option<String>) -> Result<Option<Secr
 }
 
 impl Settings {
+    /// How long a superseded signing key stays published and accepted: until
+    /// the last token it signed has expired (`access_ttl + leeway`), plus one
+    /// `key_refresh`, during which an instance that has not reloaded yet may
+    /// still sign with it.
+    pub fn key_publication(&self) -> Duration {
+        self.access_ttl + self.leeway + self.key_refresh
+    }
+
     /// The settings as TOML lines, secrets hidden, for `tessera config check`.
     pub fn summary(&self) -> String {
         let database = match &self.database {
@@ -411,7 +419,7 @@ impl Settings {
                 None => "# database_schema: unset".to_owned(),
             },
             format!(
-                "database_max_connections = \"{}\"",
+                "database_max_connections = {}",
                 self.database_max_connections
             ),
             match &self.redis {
@@ -476,18 +484,19 @@ impl Settings {
                 return Err(DATABASE_SCHEMA.err("applies to PostgreSQL only"));
             }
         }
-        let database_max_connections =
-            match args.database_max_connections.or(f.database_max_connections) {
-                None => 10,
-                Some(n) => n
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| {
-                        DATABASE_MAX_CONNECTIONS
-                            .err(format!("{n:?} is not a number from 1 to 1000"))
-                    })?,
-            };
+        let database_max_connections = match args
+            .database_max_connections
+            .or(f.database_max_connections.map(|n| n.to_string()))
+        {
+            None => 10,
+            Some(n) => n
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    DATABASE_MAX_CONNECTIONS.err(format!("{n:?} is not a number from 1 to 1000"))
+                })?,
+        };
         let redis_prefix = args
             .redis_prefix
             .or(f.redis_prefix)
@@ -659,6 +668,25 @@ mod tests {
         let s = Settings::resolve(args).unwrap();
         assert_eq!(s.session_idle, Duration::minutes(7));
         assert_eq!(s.session_ttl, Duration::hours(1));
+    }
+
+    #[test]
+    fn numbers_in_the_file_may_be_written_as_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "database = \"postgres://x@h/db\"\ndatabase_max_connections = 25\n",
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(args).unwrap().database_max_connections,
+            25
+        );
     }
 
     #[test]

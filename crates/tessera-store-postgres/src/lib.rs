@@ -101,10 +101,16 @@ impl PostgresStore {
             let mut conn = sqlx::ConnectOptions::connect(&options)
                 .await
                 .map_err(OpenError::Open)?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .execute(&mut conn)
-                .await
-                .map_err(OpenError::Open)?;
+                .await;
+            match created {
+                Ok(_) => {}
+                // Two instances starting at once both try to create it; the
+                // loser's unique violation means the schema now exists.
+                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+                Err(e) => return Err(OpenError::Open(e)),
+            }
             sqlx::Connection::close(conn)
                 .await
                 .map_err(OpenError::Open)?;
@@ -328,15 +334,17 @@ impl SessionStore for PostgresStore {
         &self,
         id: &str,
         last_seen_at: OffsetDateTime,
-        idle_expires_at: OffsetDateTime,
+        idle_expires_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET last_seen_at = $1, idle_expires_at = $2 WHERE id = $3")
-            .bind(ms(last_seen_at))
-            .bind(ms(idle_expires_at))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = $1, idle_expires_at = COALESCE($2, idle_expires_at) WHERE id = $3",
+        )
+        .bind(ms(last_seen_at))
+        .bind(idle_expires_at.map(ms))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 

@@ -112,20 +112,27 @@ redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1])
 return 1
 ";
 
-/// Revokes every live session of a user but one: `KEYS[1]` the user's set,
-/// `ARGV` now, the session-key prefix, the id to keep (or empty). Returns the
-/// ids revoked. All keys share the user's hash tag, hence one slot.
+/// Records a use of an existing session: `KEYS[1]` the session hash; `ARGV`
+/// last seen, new idle expiry or 0 to keep it (ms). Returns 1 when it did;
+/// never recreates a session Redis has already dropped.
+const TOUCH: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'last_seen_at', ARGV[1])
+if ARGV[2] ~= '0' then redis.call('HSET', KEYS[1], 'idle_expires_at', ARGV[2]) end
+return 1
+";
+
+/// Revokes every live session of a user but one: `KEYS` the session hashes
+/// (all under the user's hash tag, hence one Cluster slot); `ARGV` now and,
+/// in the same order as `KEYS`, the session ids. Returns the ids revoked.
 const REVOKE_ALL: &str = r"
 local now = tonumber(ARGV[1])
 local out = {}
-for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if sid ~= ARGV[3] then
-    local key = ARGV[2] .. sid
-    local s = redis.call('HMGET', key, 'revoked_at', 'expires_at', 'idle_expires_at')
-    if s[2] and not s[1] and tonumber(s[2]) > now and (not s[3] or tonumber(s[3]) > now) then
-      redis.call('HSET', key, 'revoked_at', ARGV[1])
-      table.insert(out, sid)
-    end
+for i, key in ipairs(KEYS) do
+  local s = redis.call('HMGET', key, 'revoked_at', 'expires_at', 'idle_expires_at')
+  if s[2] and not s[1] and tonumber(s[2]) > now and (not s[3] or tonumber(s[3]) > now) then
+    redis.call('HSET', key, 'revoked_at', ARGV[1])
+    table.insert(out, ARGV[i + 1])
   end
 end
 return out
@@ -195,10 +202,6 @@ impl RedisStore {
 
     fn session_key(&self, user_id: &str, sid: &str) -> String {
         format!("{}:{{u:{user_id}}}:s:{sid}", self.prefix)
-    }
-
-    fn session_prefix(&self, user_id: &str) -> String {
-        format!("{}:{{u:{user_id}}}:s:", self.prefix)
     }
 
     fn user_set(&self, user_id: &str) -> String {
@@ -458,30 +461,28 @@ impl SessionStore for RedisStore {
         &self,
         id: &str,
         last_seen_at: OffsetDateTime,
-        idle_expires_at: OffsetDateTime,
+        idle_expires_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
-        let Some(mut s) = self.session_by_id(id).await? else {
+        let mut c = self.conn.clone();
+        let Some(user_id): Option<String> = c.get(self.sid_key(id)).await.map_err(map_err)? else {
             return Ok(());
         };
-        let mut c = self.conn.clone();
-        c.hset_multiple::<_, _, _, ()>(
-            self.session_key(&s.user_id, id),
-            &[
-                ("last_seen_at", ms(last_seen_at).to_string()),
-                ("idle_expires_at", ms(idle_expires_at).to_string()),
-            ],
-        )
-        .await
-        .map_err(map_err)?;
-        s.idle_expires_at = Some(idle_expires_at);
-        if s.revoked_at.is_none() {
-            c.zadd::<_, _, _, ()>(
-                self.ends_key(),
-                format!("{} {id}", s.user_id),
-                Self::end_of(&s),
-            )
+        let touched: i64 = Script::new(TOUCH)
+            .key(self.session_key(&user_id, id))
+            .arg(ms(last_seen_at))
+            .arg(idle_expires_at.map(ms).unwrap_or(0))
+            .invoke_async(&mut c)
             .await
             .map_err(map_err)?;
+        // Keep the ends index in step with a live session's new idle expiry.
+        if touched == 1
+            && idle_expires_at.is_some()
+            && let Some(s) = self.load_session(&user_id, id).await?
+            && s.revoked_at.is_none()
+        {
+            c.zadd::<_, _, _, ()>(self.ends_key(), format!("{user_id} {id}"), Self::end_of(&s))
+                .await
+                .map_err(map_err)?;
         }
         Ok(())
     }
@@ -537,14 +538,22 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> StoreResult<Vec<String>> {
         let mut c = self.conn.clone();
-        let revoked: Vec<String> = Script::new(REVOKE_ALL)
-            .key(self.user_set(user_id))
-            .arg(ms(now))
-            .arg(self.session_prefix(user_id))
-            .arg(keep.unwrap_or(""))
-            .invoke_async(&mut c)
-            .await
-            .map_err(map_err)?;
+        let ids: Vec<String> = c.smembers(self.user_set(user_id)).await.map_err(map_err)?;
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|sid| Some(sid.as_str()) != keep)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Every key the script touches is declared, as Redis Cluster wants.
+        let script = Script::new(REVOKE_ALL);
+        let mut call = script.prepare_invoke();
+        call.arg(ms(now));
+        for sid in &ids {
+            call.key(self.session_key(user_id, sid)).arg(sid);
+        }
+        let revoked: Vec<String> = call.invoke_async(&mut c).await.map_err(map_err)?;
         for sid in &revoked {
             c.zadd::<_, _, _, ()>(self.ends_key(), format!("{user_id} {sid}"), ms(now))
                 .await

@@ -259,15 +259,17 @@ impl SessionStore for SqliteStore {
         &self,
         id: &str,
         last_seen_at: OffsetDateTime,
-        idle_expires_at: OffsetDateTime,
+        idle_expires_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET last_seen_at = ?, idle_expires_at = ? WHERE id = ?")
-            .bind(ms(last_seen_at))
-            .bind(ms(idle_expires_at))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = ?, idle_expires_at = COALESCE(?, idle_expires_at) WHERE id = ?",
+        )
+        .bind(ms(last_seen_at))
+        .bind(idle_expires_at.map(ms))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 

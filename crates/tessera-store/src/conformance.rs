@@ -186,11 +186,21 @@ pub async fn sessions_touch<S: SessionStore + 'static>(s: Arc<S>) {
     s.create_session(&sess).await.unwrap();
     let seen = T0 + Duration::minutes(5);
     let idle = T0 + Duration::minutes(35);
-    s.touch_session(&sess.id, seen, idle).await.unwrap();
+    s.touch_session(&sess.id, seen, Some(idle)).await.unwrap();
     let got = s.session_by_id(&sess.id).await.unwrap().unwrap();
     assert_eq!(got.last_seen_at, seen);
     assert_eq!(got.idle_expires_at, Some(idle));
     assert_eq!(got.expires_at, sess.expires_at);
+    // Without an idle expiry (a token session's use), only last_seen_at moves.
+    let later = seen + Duration::minutes(1);
+    s.touch_session(&sess.id, later, None).await.unwrap();
+    let got = s.session_by_id(&sess.id).await.unwrap().unwrap();
+    assert_eq!((got.last_seen_at, got.idle_expires_at), (later, Some(idle)));
+    // An unknown or purged session is not brought back.
+    s.touch_session("ses_never_was", later, Some(idle))
+        .await
+        .unwrap();
+    assert_eq!(s.session_by_id("ses_never_was").await.unwrap(), None);
 }
 
 /// Listing shows only the user's live sessions.

@@ -92,12 +92,13 @@ pub trait SessionStore: Send + Sync {
     async fn session_by_secret(&self, hash: &SecretHash) -> StoreResult<Option<SessionRecord>>;
     /// The session with this public id.
     async fn session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>>;
-    /// Records a use: sets `last_seen_at` and `idle_expires_at`.
+    /// Records a use: sets `last_seen_at`, and `idle_expires_at` when given
+    /// (token sessions have no idle window). Does nothing for an unknown id.
     async fn touch_session(
         &self,
         id: &str,
         last_seen_at: OffsetDateTime,
-        idle_expires_at: OffsetDateTime,
+        idle_expires_at: Option<OffsetDateTime>,
     ) -> StoreResult<()>;
     /// The user's live sessions at `now` (not revoked, not expired, not idle), oldest first.
     async fn list_sessions(

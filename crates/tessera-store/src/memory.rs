@@ -128,12 +128,14 @@ impl SessionStore for MemoryStore {
         &self,
         id: &str,
         last_seen_at: OffsetDateTime,
-        idle_expires_at: OffsetDateTime,
+        idle_expires_at: Option<OffsetDateTime>,
     ) -> StoreResult<()> {
         let mut st = self.lock();
         if let Some(s) = st.sessions.iter_mut().find(|s| s.id == id) {
             s.last_seen_at = last_seen_at;
-            s.idle_expires_at = Some(idle_expires_at);
+            if idle_expires_at.is_some() {
+                s.idle_expires_at = idle_expires_at;
+            }
         }
         Ok(())
     }

