@@ -13,6 +13,9 @@ use tessera_server::{cli, serve, telemetry};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging();
+    // One TLS crypto provider for every client (PostgreSQL, Redis, JWKS
+    // fetches): aws-lc-rs, which already backs the JWT signatures.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

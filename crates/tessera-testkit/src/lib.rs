@@ -87,11 +87,16 @@ impl Server {
             dir,
             child: None,
             base: String::new(),
-            client: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("building the HTTP client"),
+            client: {
+                // reqwest is built with rustls and no default provider (the
+                // server installs aws-lc-rs in main); tests do the same.
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                Client::builder()
+            }
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("building the HTTP client"),
         };
         server.spawn().await;
         server

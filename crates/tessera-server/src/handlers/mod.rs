@@ -7,7 +7,6 @@ pub mod tokens;
 pub mod users;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// The current time, to the millisecond: the precision every store keeps, so
 /// that a time in a response reads the same when it comes back from the store.
@@ -17,7 +16,13 @@ pub fn now() -> OffsetDateTime {
         .unwrap_or(t)
 }
 
-/// RFC 3339 in UTC, as every time in the API.
+/// RFC 3339 in UTC with exactly three fractional digits
+/// (`2026-11-22T18:40:00.000Z`): one fixed shape, so times compare as strings.
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_default()
 }
