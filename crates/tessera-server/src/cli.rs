@@ -102,6 +102,15 @@ pub enum UserCommand {
         #[command(flatten)]
         settings: Box<SettingsArgs>,
     },
+    /// Delete a user and revoke every session and token family they have:
+    /// their access tokens are refused by this server at once.
+    Delete {
+        /// The username (any case).
+        name: String,
+        /// Where the database is.
+        #[command(flatten)]
+        settings: Box<SettingsArgs>,
+    },
     /// List every user: id, username, creation time.
     List {
         /// Where the database is.
@@ -159,6 +168,37 @@ pub async fn user_add(name: &str, settings: SettingsArgs) -> anyhow::Result<()> 
         Err(StoreError::Conflict(_)) => bail!("the username {} is already taken", user.username),
         Err(e) => Err(anyhow::Error::new(e).context("creating the user")),
     }
+}
+
+/// `tessera user delete NAME`.
+pub async fn user_delete(name: &str, settings: SettingsArgs) -> anyhow::Result<()> {
+    let stores = Stores::open(&Settings::resolve(settings)?).await?;
+    let Some(user) = stores
+        .users
+        .user_by_username(name)
+        .await
+        .context("finding the user")?
+    else {
+        bail!("there is no user {name}");
+    };
+    // Sessions first: if deleting the user then fails, nothing stays usable.
+    let revoked = stores
+        .sessions
+        .revoke_user_sessions(&user.id, None, crate::handlers::now())
+        .await
+        .context("revoking the user's sessions")?;
+    stores
+        .users
+        .delete_user(&user.id)
+        .await
+        .context("deleting the user")?;
+    println!(
+        "deleted user {} ({}); revoked {} session(s)",
+        user.username,
+        user.id,
+        revoked.len()
+    );
+    Ok(())
 }
 
 /// `tessera user list`.

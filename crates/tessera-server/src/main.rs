@@ -58,6 +58,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(Settings::resolve(*args)?).await,
         Command::User(UserCommand::Add { name, settings }) => cli::user_add(&name, *settings).await,
         Command::User(UserCommand::List { settings }) => cli::user_list(*settings).await,
+        Command::User(UserCommand::Delete { name, settings }) => {
+            cli::user_delete(&name, *settings).await
+        }
         Command::Keys(KeysCommand::Rotate(args)) => cli_keys::rotate(*args).await,
         Command::Keys(KeysCommand::List(args)) => cli_keys::list(*args).await,
         Command::Token(TokenCommand::Decode(args)) => {

@@ -198,6 +198,15 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
+    async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         sqlx::query("SELECT * FROM users ORDER BY created_at, username_key")
             .fetch_all(&self.pool)

@@ -128,6 +128,18 @@ pub async fn users_set_password_hash<S: UserStore + 'static>(s: Arc<S>) {
     ));
 }
 
+/// A deleted user is gone, and its name is free again.
+pub async fn users_delete<S: UserStore + 'static>(s: Arc<S>) {
+    let name = unique("dave_");
+    let u = user(&name);
+    s.create_user(&u).await.unwrap();
+    assert!(s.delete_user(&u.id).await.unwrap());
+    assert!(!s.delete_user(&u.id).await.unwrap());
+    assert_eq!(s.user_by_id(&u.id).await.unwrap(), None);
+    assert_eq!(s.user_by_username(&name).await.unwrap(), None);
+    s.create_user(&user(&name)).await.unwrap();
+}
+
 /// A session comes back unchanged by secret hash and by id.
 pub async fn sessions_round_trip<S: SessionStore + 'static>(s: Arc<S>) {
     let mut sess = session("usr_round", T0);
@@ -579,6 +591,7 @@ macro_rules! conformance_tests {
             users_conflict_ignores_case,
             users_concurrent_create_one_wins,
             users_set_password_hash,
+            users_delete,
             keys_ensure_and_rotate,
             keys_and_secrets_concurrent_first_start,
         );

@@ -80,6 +80,9 @@ pub trait UserStore: Send + Sync {
     async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()>;
     /// Every user, oldest first.
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Deletes the user with this id. Returns whether there was one. The
+    /// caller revokes the user's sessions too (they may live in another store).
+    async fn delete_user(&self, user_id: &str) -> StoreResult<bool>;
 }
 
 /// Sessions: one record per login.

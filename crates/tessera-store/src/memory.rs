@@ -90,6 +90,13 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
+        let mut st = self.lock();
+        let before = st.users.len();
+        st.users.retain(|u| u.id != user_id);
+        Ok(st.users.len() < before)
+    }
+
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         let mut users = self.lock().users.clone();
         users.sort_by_key(|u| u.created_at);

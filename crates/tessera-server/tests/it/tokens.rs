@@ -982,3 +982,46 @@ async fn a_refresh_shows_as_the_token_sessions_last_use() {
     .await;
     assert!(seen(&after) > seen(&before), "{before} {after}");
 }
+
+#[tokio::test]
+async fn a_deleted_user_is_refused_at_once() {
+    let server = start().await;
+    let db = format!("sqlite://{}", server.db_path().display());
+    let (name, browser) = user_with_session(&server, "gone").await;
+    let t = tokens(&server, &name).await;
+    let out = std::process::Command::new(BIN)
+        .args(["user", "delete", &name.to_uppercase(), "--database", &db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked 2 session(s)"));
+    assert_eq!(me_status(&server, bearer(&t["access_token"])).await, 401);
+    assert_eq!(me_status(&server, browser.cookie_only()).await, 401);
+    assert_error(
+        &refresh(&server, &t["refresh_token"]).await,
+        401,
+        "invalid_token",
+    );
+
+    // Even if only the user row disappears (sessions untouched), a token
+    // whose sub no longer names a user is refused.
+    let other = unique("vanish");
+    register(&server, &other).await;
+    let t = tokens(&server, &other).await;
+    assert_eq!(me_status(&server, bearer(&t["access_token"])).await, 200);
+    let store = tessera_store_sqlite::SqliteStore::open(&db).await.unwrap();
+    let sub = part(t["access_token"].as_str().unwrap(), 1)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        tessera_store::UserStore::delete_user(&store, &sub)
+            .await
+            .unwrap()
+    );
+    assert_eq!(me_status(&server, bearer(&t["access_token"])).await, 401);
+}
