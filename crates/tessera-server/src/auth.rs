@@ -270,15 +270,7 @@ pub async fn check_access_token(
             v
         }
         _ => {
-            let mut result = ring.verify(&app.rules, token, now);
-            // An unknown kid may be a key another instance rotated to before
-            // this one reloaded: look once (rate-limited), then decide.
-            if result.as_ref().is_err_and(|r| *r == Refusal::UnknownKey)
-                && app.keys.reload_for_unknown_kid(now).await
-            {
-                result = app.keys.ring().verify(&app.rules, token, now);
-            }
-            let v = result.map_err(|r| {
+            let v = app.keys.verify(&app.rules, token, now).await.map_err(|r| {
                 metrics::counter!("tessera_token_verifications_total", "outcome" => r.label())
                     .increment(1);
                 refused(r)

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use rand_core::OsRng;
-use tessera_core::jwt::{Alg, KeyMaterial, KeyRing};
+use tessera_core::Refusal;
+use tessera_core::jwt::{Alg, KeyMaterial, KeyRing, TokenRules, Verified};
 use tessera_core::sealed::MasterKey;
 use tessera_store::{KeyStore, StoredKey};
 use time::{Duration, OffsetDateTime};
@@ -246,10 +247,28 @@ impl Keys {
         Ok(())
     }
 
+    /// Verifies an access token against the ring. An unknown kid may be a
+    /// key another instance rotated to before this one reloaded: the ring is
+    /// reloaded once (rate-limited) and the token checked again.
+    pub async fn verify(
+        &self,
+        rules: &TokenRules,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Verified, Refusal> {
+        let result = self.ring().verify(rules, token, now);
+        if result.as_ref().is_err_and(|r| *r == Refusal::UnknownKey)
+            && self.reload_for_unknown_kid(now).await
+        {
+            return self.ring().verify(rules, token, now);
+        }
+        result
+    }
+
     /// Reloads now if the last reload is at least a second old; for a token
     /// with an unknown `kid`, which may come from an instance that saw a
     /// rotation first. Returns whether it reloaded.
-    pub async fn reload_for_unknown_kid(&self, now: OffsetDateTime) -> bool {
+    async fn reload_for_unknown_kid(&self, now: OffsetDateTime) -> bool {
         let last = self.last_reload.load(Ordering::Relaxed);
         if unix_ms(now) - last < ON_DEMAND_RELOAD_EVERY_MS {
             return false;

@@ -124,7 +124,7 @@ pub struct FileSettings {
     listen: Option<String>,
     database: Option<String>,
     database_schema: Option<String>,
-    database_max_connections: Option<u32>,
+    database_max_connections: Option<NumberOrText>,
     redis: Option<String>,
     redis_prefix: Option<String>,
     issuer: Option<String>,
@@ -141,6 +141,23 @@ pub struct FileSettings {
     session_idle: Option<String>,
     session_ttl: Option<String>,
     key_refresh: Option<String>,
+}
+
+/// A count in the config file, written as a number (`25`) or as text (`"25"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberOrText {
+    fn into_text(self) -> String {
+        match self {
+            Self::Number(n) => n.to_string(),
+            Self::Text(t) => t,
+        }
+    }
 }
 
 /// The JWT signing algorithm (re-exported from the core).
@@ -486,7 +503,7 @@ impl Settings {
         }
         let database_max_connections = match args
             .database_max_connections
-            .or(f.database_max_connections.map(|n| n.to_string()))
+            .or(f.database_max_connections.map(NumberOrText::into_text))
         {
             None => 10,
             Some(n) => n

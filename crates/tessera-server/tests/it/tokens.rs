@@ -891,7 +891,20 @@ async fn an_instance_that_has_not_reloaded_yet_accepts_a_rotated_key_on_demand()
     let from_a = tokens(&a, &name).await;
     let kid = |t: &Value| part(t["access_token"].as_str().unwrap(), 0)["kid"].clone();
     assert_ne!(kid(&from_b), kid(&from_a), "A still signs with the old key");
-    // A meets the new kid, reloads once, and accepts it.
+    // Revoking on A with a token of the new key works: A meets the new kid,
+    // reloads once, and finds the session.
+    let doomed = tokens(&b, &name).await;
+    let (status, _) = call(
+        &a,
+        Method::POST,
+        "/v1/tokens/revoke",
+        HeaderMap::new(),
+        Some(&json!({ "token": doomed["access_token"] })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(me_status(&b, bearer(&doomed["access_token"])).await, 401);
+    // And A accepts the new key's tokens.
     assert_eq!(me_status(&a, bearer(&from_b["access_token"])).await, 200);
     assert_eq!(me_status(&b, bearer(&from_a["access_token"])).await, 200);
 }
