@@ -19,6 +19,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::Rng;
+use time::{Duration, OffsetDateTime};
+
 use crate::secret::{SecretHash, is_token, random_token};
 
 /// The prefix of every refresh token.
@@ -89,6 +91,27 @@ pub enum SpendOutcome {
     Unknown,
 }
 
+/// What presenting a token that could not be spent means: the rule every
+/// store applies once its compare-and-set found the token not live and
+/// unspent. Expired (or unknown) is [`SpendOutcome::Unknown`]; spent no
+/// more than `grace` ago, with a non-zero `grace`, is
+/// [`SpendOutcome::Grace`]; spent earlier is [`SpendOutcome::Reused`].
+pub fn classify_unspendable(
+    session_id: String,
+    spent_at: Option<OffsetDateTime>,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+    grace: Duration,
+) -> SpendOutcome {
+    match spent_at {
+        _ if expires_at <= now => SpendOutcome::Unknown,
+        Some(spent) if grace > Duration::ZERO && now - spent <= grace => {
+            SpendOutcome::Grace { session_id }
+        }
+        _ => SpendOutcome::Reused { session_id },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +124,33 @@ mod tests {
         assert!(RefreshToken::parse(t.expose()).is_some());
         assert!(RefreshToken::parse(&t.expose().replace("tsr_rt_", "tsr_ss_")).is_none());
         assert!(!format!("{t:?}").contains(&t.expose()[7..]));
+    }
+
+    #[test]
+    fn a_second_presentation_is_grace_then_reuse() {
+        use time::macros::datetime;
+        let t0 = datetime!(2030-01-01 00:00 UTC);
+        let exp = t0 + Duration::days(14);
+        let s = || "ses_f".to_owned();
+        let grace = Duration::seconds(10);
+        let at = |secs| t0 + Duration::seconds(secs);
+        assert_eq!(
+            classify_unspendable(s(), Some(t0), exp, at(10), grace),
+            SpendOutcome::Grace { session_id: s() }
+        );
+        assert_eq!(
+            classify_unspendable(s(), Some(t0), exp, at(11), grace),
+            SpendOutcome::Reused { session_id: s() }
+        );
+        // Strict mode: even at the same instant a second presentation is reuse.
+        assert_eq!(
+            classify_unspendable(s(), Some(t0), exp, t0, Duration::ZERO),
+            SpendOutcome::Reused { session_id: s() }
+        );
+        assert_eq!(
+            classify_unspendable(s(), Some(t0), exp, exp, grace),
+            SpendOutcome::Unknown
+        );
     }
 
     #[test]

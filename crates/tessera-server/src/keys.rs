@@ -20,6 +20,7 @@ use rand_core::OsRng;
 use tessera_core::Refusal;
 use tessera_core::jwt::{Alg, KeyMaterial, KeyRing, TokenRules, Verified};
 use tessera_core::sealed::MasterKey;
+use tessera_store::millis::to_ms;
 use tessera_store::{KeyStore, StoredKey};
 use time::{Duration, OffsetDateTime};
 
@@ -159,10 +160,6 @@ pub fn new_stored_key(
     })
 }
 
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// Whether a stored key is still published at `now`: current, or superseded
 /// less than `keep` ago.
 pub fn is_published(key: &StoredKey, now: OffsetDateTime, keep: Duration) -> bool {
@@ -221,7 +218,7 @@ impl Keys {
             keep,
             ring: RwLock::new(Arc::new(ring)),
             refresh_secret,
-            last_reload: AtomicI64::new(unix_ms(now)),
+            last_reload: AtomicI64::new(to_ms(now)),
         })
     }
 
@@ -240,7 +237,7 @@ impl Keys {
     /// Re-reads the keys (after a rotation by another process, or to drop
     /// keys whose last tokens have expired).
     pub async fn reload(&self, now: OffsetDateTime) -> Result<(), KeyLoadError> {
-        self.last_reload.store(unix_ms(now), Ordering::Relaxed);
+        self.last_reload.store(to_ms(now), Ordering::Relaxed);
         let ring = load_ring(self.store.as_ref(), &self.master, self.alg, self.keep, now).await?;
         let mut slot = self.ring.write().unwrap_or_else(|p| p.into_inner());
         *slot = Arc::new(ring);
@@ -270,7 +267,7 @@ impl Keys {
     /// rotation first. Returns whether it reloaded.
     async fn reload_for_unknown_kid(&self, now: OffsetDateTime) -> bool {
         let last = self.last_reload.load(Ordering::Relaxed);
-        if unix_ms(now) - last < ON_DEMAND_RELOAD_EVERY_MS {
+        if to_ms(now) - last < ON_DEMAND_RELOAD_EVERY_MS {
             return false;
         }
         match self.reload(now).await {

@@ -35,6 +35,7 @@ use redis::{AsyncCommands, Script};
 use tessera_core::refresh::SpendOutcome;
 use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionKind, SessionRecord};
+use tessera_store::millis::{from_ms, to_ms as ms};
 use tessera_store::{
     Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoreResult, ThrottleStore,
 };
@@ -73,15 +74,6 @@ fn map_err(e: redis::RedisError) -> StoreError {
     } else {
         StoreError::Other(Box::new(e))
     }
-}
-
-fn ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_ms(v: i64) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1_000_000)
-        .map_err(|e| StoreError::Other(Box::new(e)))
 }
 
 fn hex(hash: &SecretHash) -> String {

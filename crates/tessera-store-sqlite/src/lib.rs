@@ -16,9 +16,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
-use tessera_core::refresh::SpendOutcome;
+use tessera_core::refresh::{SpendOutcome, classify_unspendable};
 use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionKind, SessionRecord};
+use tessera_store::millis::{from_ms, opt_from_ms, to_ms as ms};
 use tessera_store::{
     KeyStore, Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoreResult, StoredKey,
     ThrottleStore, UserRecord, UserStore,
@@ -95,19 +96,6 @@ fn map_err(e: sqlx::Error) -> StoreError {
         }
         other => StoreError::Other(Box::new(other)),
     }
-}
-
-fn ms(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn from_ms(v: i64) -> StoreResult<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(v) * 1_000_000)
-        .map_err(|e| StoreError::Other(Box::new(e)))
-}
-
-fn opt_from_ms(v: Option<i64>) -> StoreResult<Option<OffsetDateTime>> {
-    v.map(from_ms).transpose()
 }
 
 fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
@@ -527,13 +515,9 @@ impl RefreshStore for SqliteStore {
         let session_id: String = row.try_get("session_id").map_err(map_err)?;
         let expires_at = from_ms(row.try_get("expires_at").map_err(map_err)?)?;
         let spent_at = opt_from_ms(row.try_get("spent_at").map_err(map_err)?)?;
-        Ok(match spent_at {
-            _ if expires_at <= now => SpendOutcome::Unknown,
-            Some(spent) if grace > Duration::ZERO && now - spent <= grace => {
-                SpendOutcome::Grace { session_id }
-            }
-            _ => SpendOutcome::Reused { session_id },
-        })
+        Ok(classify_unspendable(
+            session_id, spent_at, expires_at, now, grace,
+        ))
     }
 
     async fn refresh_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<RefreshRecord>> {

@@ -25,6 +25,7 @@ use time::{Duration, OffsetDateTime};
 
 pub mod conformance;
 mod memory;
+pub mod millis;
 
 pub use memory::MemoryStore;
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use tessera_core::refresh::SpendOutcome;
+use tessera_core::refresh::{SpendOutcome, classify_unspendable};
 use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionRecord};
 use time::{Duration, OffsetDateTime};
@@ -293,23 +293,24 @@ impl RefreshStore for MemoryStore {
             return Ok(SpendOutcome::Unknown);
         }
         let session_id = token.session_id.clone();
-        match token.spent_at {
-            None => {
-                token.spent_at = Some(now);
-                let next = RefreshRecord {
-                    hash: *successor,
-                    issued_at: now,
-                    spent_at: None,
-                    ..token.clone()
-                };
-                st.refresh.push(next);
-                Ok(SpendOutcome::Rotated { session_id })
-            }
-            Some(spent) if grace > Duration::ZERO && now - spent <= grace => {
-                Ok(SpendOutcome::Grace { session_id })
-            }
-            Some(_) => Ok(SpendOutcome::Reused { session_id }),
+        if token.spent_at.is_none() {
+            token.spent_at = Some(now);
+            let next = RefreshRecord {
+                hash: *successor,
+                issued_at: now,
+                spent_at: None,
+                ..token.clone()
+            };
+            st.refresh.push(next);
+            return Ok(SpendOutcome::Rotated { session_id });
         }
+        Ok(classify_unspendable(
+            session_id,
+            token.spent_at,
+            token.expires_at,
+            now,
+            grace,
+        ))
     }
 
     async fn refresh_by_hash(&self, hash: &SecretHash) -> StoreResult<Option<RefreshRecord>> {
