@@ -99,6 +99,12 @@ pub struct SettingsArgs {
     #[arg(long, env = "TESSERA_DISABLE_REGISTRATION", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub disable_registration: Option<bool>,
+    /// Behind a reverse proxy: take the client address (for the login
+    /// throttle and the device list) from the last X-Forwarded-For entry,
+    /// the one the proxy added. Only with a proxy that always sets it.
+    #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub trust_forwarded_for: Option<bool>,
     /// Lifetime of access tokens, e.g. 15m. [default: 15m]
     #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "DUR")]
     pub access_ttl: Option<String>,
@@ -136,6 +142,7 @@ pub struct FileSettings {
     admin_key: Option<String>,
     insecure_dev_cookies: Option<bool>,
     disable_registration: Option<bool>,
+    trust_forwarded_for: Option<bool>,
     access_ttl: Option<String>,
     refresh_ttl: Option<String>,
     session_idle: Option<String>,
@@ -222,6 +229,8 @@ pub struct Settings {
     pub insecure_dev_cookies: bool,
     /// Whether `POST /v1/users` accepts registrations.
     pub registration_open: bool,
+    /// Whether the client address comes from X-Forwarded-For.
+    pub trust_forwarded_for: bool,
     /// Access-token lifetime.
     pub access_ttl: Duration,
     /// Refresh-token lifetime.
@@ -453,6 +462,7 @@ impl Settings {
             hidden("admin_key", &self.admin_key),
             format!("insecure_dev_cookies = {}", self.insecure_dev_cookies),
             format!("disable_registration = {}", !self.registration_open),
+            format!("trust_forwarded_for = {}", self.trust_forwarded_for),
             format!("access_ttl = {:?}", format_duration(self.access_ttl)),
             format!("refresh_ttl = {:?}", format_duration(self.refresh_ttl)),
             format!("session_idle = {:?}", format_duration(self.session_idle)),
@@ -583,6 +593,10 @@ impl Settings {
             registration_open: !args
                 .disable_registration
                 .or(f.disable_registration)
+                .unwrap_or(false),
+            trust_forwarded_for: args
+                .trust_forwarded_for
+                .or(f.trust_forwarded_for)
                 .unwrap_or(false),
             access_ttl: ACCESS_TTL
                 .lifetime(args.access_ttl.or(f.access_ttl), Duration::minutes(15))?,

@@ -675,3 +675,34 @@ async fn requests_failing_csrf_do_not_keep_a_session_alive() {
     let got = call(&server, Method::GET, "/v1/me", login.cookie_only(), None).await;
     assert_error(&got, 401, "unauthenticated");
 }
+
+#[tokio::test]
+async fn the_client_address_comes_from_the_proxy_only_when_trusted() {
+    for (trusted, expected) in [(false, "127.0.0.1"), (true, "203.0.113.7")] {
+        let server = if trusted {
+            start_with_args(&["--trust-forwarded-for"]).await
+        } else {
+            start().await
+        };
+        let name = unique("xff");
+        register(&server, &name).await;
+        let res = server
+            .request(
+                Method::POST,
+                "/v1/sessions",
+                headers([("x-forwarded-for", "6.6.6.6, 203.0.113.7")]),
+                Some(&json!({ "username": name, "password": PASSWORD })),
+            )
+            .await;
+        let cookie = cookie_pair(&res, "tessera_session").unwrap();
+        let (_, body) = call(
+            &server,
+            Method::GET,
+            "/v1/sessions",
+            headers([("cookie", &cookie)]),
+            None,
+        )
+        .await;
+        assert_eq!(body["sessions"][0]["ip"], expected, "trusted: {trusted}");
+    }
+}
