@@ -638,6 +638,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_duration_or_an_error_never_a_panic(raw in "\\PC{0,40}") {
+            let _ = parse_duration(&raw);
+        }
+
+        #[test]
+        fn whole_durations_round_trip(n in 1i64..3650, unit in proptest::sample::select(vec!["ms", "s", "m", "h", "d"])) {
+            let parsed = parse_duration(&format!("{n}{unit}")).unwrap();
+            proptest::prop_assert_eq!(parse_duration(&format_duration(parsed)).unwrap(), parsed);
+        }
+    }
+
     #[test]
     fn formatting_round_trips() {
         for raw in ["0s", "250ms", "90s", "10m", "36h", "14d"] {
