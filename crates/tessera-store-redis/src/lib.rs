@@ -169,6 +169,29 @@ end
 return {redis.call('HINCRBY', KEYS[1], 'count', 1), tonumber(c[2])}
 ";
 
+/// The scripts, hashed once: `Script::new` computes the SHA-1 that EVALSHA
+/// sends, which the hot paths (spend, touch, revoke) should not redo.
+struct Scripts {
+    create_successor: Script,
+    touch: Script,
+    revoke: Script,
+    revoke_all: Script,
+    spend: Script,
+    fail: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
+        create_successor: Script::new(CREATE_SUCCESSOR),
+        touch: Script::new(TOUCH),
+        revoke: Script::new(REVOKE),
+        revoke_all: Script::new(REVOKE_ALL),
+        spend: Script::new(SPEND),
+        fail: Script::new(FAIL),
+    });
+    &SCRIPTS
+}
+
 impl RedisStore {
     /// Connects to `url` (`redis://…`) with keys under `prefix`. Fails if
     /// Redis does not answer within the connect timeout.
@@ -224,7 +247,8 @@ impl RedisStore {
     /// its expiry. Returns whether it stored.
     async fn store_refresh(&self, t: &RefreshRecord) -> StoreResult<bool> {
         let mut c = self.conn.clone();
-        let created: i64 = Script::new(CREATE_SUCCESSOR)
+        let created: i64 = scripts()
+            .create_successor
             .key(self.refresh_key(&t.hash))
             .arg(&t.session_id)
             .arg(&t.user_id)
@@ -459,7 +483,8 @@ impl SessionStore for RedisStore {
         let Some(user_id): Option<String> = c.get(self.sid_key(id)).await.map_err(map_err)? else {
             return Ok(());
         };
-        let touched: i64 = Script::new(TOUCH)
+        let touched: i64 = scripts()
+            .touch
             .key(self.session_key(&user_id, id))
             .arg(ms(last_seen_at))
             .arg(idle_expires_at.map(ms).unwrap_or(0))
@@ -509,7 +534,8 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
         let mut c = self.conn.clone();
-        let done: i64 = Script::new(REVOKE)
+        let done: i64 = scripts()
+            .revoke
             .key(self.session_key(user_id, id))
             .arg(ms(now))
             .invoke_async(&mut c)
@@ -539,8 +565,7 @@ impl SessionStore for RedisStore {
             return Ok(Vec::new());
         }
         // Every key the script touches is declared, as Redis Cluster wants.
-        let script = Script::new(REVOKE_ALL);
-        let mut call = script.prepare_invoke();
+        let mut call = scripts().revoke_all.prepare_invoke();
         call.arg(ms(now));
         for sid in &ids {
             call.key(self.session_key(user_id, sid)).arg(sid);
@@ -623,7 +648,8 @@ impl RefreshStore for RedisStore {
         grace: Duration,
     ) -> StoreResult<SpendOutcome> {
         let mut c = self.conn.clone();
-        let reply: Vec<String> = Script::new(SPEND)
+        let reply: Vec<String> = scripts()
+            .spend
             .key(self.refresh_key(presented))
             .arg(ms(now))
             .arg(grace.whole_milliseconds() as i64)
@@ -710,7 +736,8 @@ impl ThrottleStore for RedisStore {
         window: Duration,
     ) -> StoreResult<FailureWindow> {
         let mut c = self.conn.clone();
-        let (count, started): (i64, i64) = Script::new(FAIL)
+        let (count, started): (i64, i64) = scripts()
+            .fail
             .key(self.throttle_key(key))
             .arg(ms(now))
             .arg(window.whole_milliseconds() as i64)
