@@ -25,6 +25,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
+/// Signals for [`Server::signal`].
+pub use nix::sys::signal::Signal;
+
 /// How long a server may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -179,6 +182,22 @@ impl Server {
     /// The process id of the running server.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Sends `signal` to the server without waiting (see [`Server::wait`]).
+    pub fn signal(&self, signal: Signal) {
+        let pid = self.pid().expect("server is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, signal).expect("sending a signal");
+    }
+
+    /// Waits (at most 30 s) for the server process to exit.
+    pub async fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server is running");
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("tessera did not exit within 30 s")
+            .expect("waiting for tessera")
     }
 
     /// Sends SIGTERM and waits for the process to exit.

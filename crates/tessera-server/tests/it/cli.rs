@@ -215,6 +215,46 @@ async fn sigterm_stops_the_server_cleanly() {
 }
 
 #[tokio::test]
+async fn a_stop_signal_lets_the_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for signal in [
+        tessera_testkit::Signal::SIGTERM,
+        tessera_testkit::Signal::SIGINT,
+    ] {
+        let mut server = start().await;
+        let name = unique("inflight");
+        register(&server, &name).await;
+        // A login whose body arrives in two halves: between them the request
+        // is in flight for certain, and the signal comes then.
+        let body = format!(r#"{{"username":"{name}","password":"{PASSWORD}"}}"#);
+        let (first, second) = body.split_at(body.len() / 2);
+        let addr = server.base().trim_start_matches("http://").to_owned();
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/sessions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        server.signal(signal);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        conn.write_all(second.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).await.unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 201"),
+            "{signal:?}: {response}"
+        );
+        assert!(response.contains("tessera_session=tsr_ss_"), "{response}");
+        let status = server.wait().await;
+        assert!(status.success(), "{signal:?}: {status}");
+        // And no new connection is accepted any more.
+        assert!(tokio::net::TcpStream::connect(&addr).await.is_err());
+    }
+}
+
+#[tokio::test]
 async fn the_default_database_is_tessera_db_in_the_working_directory() {
     // No --database: the embedded default creates ./tessera.db.
     let server = Server::start_with(
