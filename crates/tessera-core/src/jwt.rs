@@ -254,7 +254,9 @@ pub struct TokenRules {
 }
 
 impl TokenRules {
-    /// Claims for a new access token of `session_id`, capped at the session's end.
+    /// Claims for a new access token of `session_id`: valid for at least
+    /// `access_ttl` (its `exp` is rounded up to the second), capped at the
+    /// session's end.
     #[allow(clippy::too_many_arguments)]
     pub fn claims(
         &self,
@@ -265,14 +267,19 @@ impl TokenRules {
         now: OffsetDateTime,
         rng: &mut dyn Rng,
     ) -> AccessClaims {
-        let exp = (now + self.access_ttl).min(session_expires_at);
+        // JWT times are whole seconds. Rounding `exp` down would cut up to a
+        // second off the lifetime (all of it, for a 1 s token); round it up,
+        // but never past the session's end.
+        let end = now + self.access_ttl;
+        let exp = (end.unix_timestamp() + i64::from(end.nanosecond() > 0))
+            .min(session_expires_at.unix_timestamp());
         AccessClaims {
             iss: self.issuer.clone(),
             sub: user_id.to_owned(),
             aud: self.audience.clone(),
             iat: now.unix_timestamp(),
             nbf: now.unix_timestamp(),
-            exp: exp.unix_timestamp(),
+            exp,
             jti: crate::ids::new_id("at", rng),
             sid: session_id.to_owned(),
             username: username.to_owned(),

@@ -112,6 +112,48 @@ fn time_claims_are_checked_with_the_leeway() {
 }
 
 #[test]
+fn a_token_lives_at_least_its_ttl_despite_whole_second_claims() {
+    let r = TokenRules {
+        access_ttl: Duration::seconds(1),
+        ..rules(Alg::EdDsa)
+    };
+    let late_in_a_second = T0 + Duration::milliseconds(900);
+    let c = r.claims(
+        "u",
+        "n",
+        "s",
+        T0 + Duration::days(1),
+        late_in_a_second,
+        &mut OsRng,
+    );
+    assert_eq!(c.iat, T0.unix_timestamp());
+    assert_eq!(
+        c.exp,
+        T0.unix_timestamp() + 2,
+        "rounded up: valid until 1.1 s from now"
+    );
+    let (_, ring) = ring(Alg::EdDsa);
+    let token = ring.sign(&c).unwrap();
+    let strict = TokenRules {
+        leeway: Duration::ZERO,
+        ..r
+    };
+    assert!(
+        ring.verify(
+            &strict,
+            &token,
+            late_in_a_second + Duration::milliseconds(999)
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        ring.verify(&strict, &token, T0 + Duration::seconds(2))
+            .unwrap_err(),
+        Refusal::Expired
+    );
+}
+
+#[test]
 fn access_tokens_never_outlive_their_session() {
     let r = rules(Alg::EdDsa);
     let c = r.claims("u", "n", "s", T0 + Duration::minutes(2), T0, &mut OsRng);

@@ -56,7 +56,14 @@ fn token_response(
         tracing::error!(error = %e, "signing an access token failed");
         ApiError::internal()
     })?;
-    let expires_in = (claims.exp - now.unix_timestamp()).max(0);
+    // The lifetime as configured (or what is left of the session), not
+    // `exp - now`, which the rounding of `exp` to whole seconds would blur.
+    let expires_in = app
+        .settings
+        .access_ttl
+        .min(session.expires_at - now)
+        .whole_seconds()
+        .max(0);
     let refresh_expires_in = (session.expires_at - now).whole_seconds().max(0);
     metrics::counter!("tessera_tokens_issued_total", "delivery" => if cookie_mode { "cookie" } else { "body" })
         .increment(1);
