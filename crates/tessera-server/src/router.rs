@@ -41,6 +41,8 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .route("/demo", get(ops::demo_page))
+        .route("/demo/demo.js", get(ops::demo_script))
         .route_layer(middleware::from_fn(remember_route))
         .fallback(|| async { ApiError::not_found("No such route.") })
         .method_not_allowed_fallback(|| async {
