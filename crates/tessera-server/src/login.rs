@@ -2,17 +2,22 @@
 //!
 //! The one path every login takes, whatever it issues afterwards:
 //!
-//! 1. If the username or the client address has too many recent failures,
-//!    refuse with `429` and `Retry-After` before looking at the password.
+//! 1. Count the attempt against the username (atomically, so parallel guesses
+//!    cannot all slip under the limit). If the username already had too many
+//!    recent failures, or the client address has, refuse with `429` and
+//!    `Retry-After` before looking at the password.
 //! 2. Verify the password — against the dummy hash when the user does not
 //!    exist, so both failures cost the same and answer the same.
-//! 3. On failure, count it for the username and the address.
+//! 3. On failure, count it for the address too (the username's is counted).
 //!    On success, clear the username's count, and store a fresh hash if the
 //!    stored one used older parameters.
+//! 4. After the login stores its session, [`confirm_session`] checks that no
+//!    password change slipped in between (see there).
 
+use tessera_core::SessionRecord;
 use tessera_core::account::key_of;
 use tessera_core::password::Verdict;
-use tessera_core::throttle::{ThrottlePolicy, retry_after_seconds};
+use tessera_core::throttle::{FailureWindow, ThrottlePolicy, retry_after_seconds};
 use tessera_core::{Password, session::ClientInfo};
 use tessera_store::UserRecord;
 use time::OffsetDateTime;
@@ -78,7 +83,23 @@ async fn check(
     now: OffsetDateTime,
 ) -> ApiResult<UserRecord> {
     let keys = keys(username, client);
-    ensure_not_throttled(app, &keys, now).await?;
+    let (user_key, user_policy) = &keys[0];
+    // The attempt counts against the username before the password is
+    // checked, in one atomic store call: parallel guesses each see their own
+    // number, so no burst gets past the limit. A success clears the count.
+    let counted = app
+        .stores
+        .throttle
+        .record_failure(user_key, now, user_policy.window)
+        .await?;
+    let before = FailureWindow {
+        count: counted.count.saturating_sub(1),
+        ..counted
+    };
+    if let Some(wait) = user_policy.retry_after(Some(before), now) {
+        return Err(ApiError::too_many_attempts(retry_after_seconds(wait)));
+    }
+    ensure_not_throttled(app, &keys[1..], now).await?;
 
     let user = app.stores.users.user_by_username(username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -92,15 +113,16 @@ async fn check(
         })?;
 
     match (user, verdict) {
-        (Some(user), Verdict::Valid { rehash }) => {
-            app.stores.throttle.clear_failures(&keys[0].0).await?;
-            if rehash {
-                upgrade_hash(app, &user, password).await;
+        (Some(mut user), Verdict::Valid { rehash }) => {
+            app.stores.throttle.clear_failures(user_key).await?;
+            if rehash && let Some(hash) = upgrade_hash(app, &user, password).await {
+                user.password_hash = hash;
             }
             Ok(user)
         }
         _ => {
-            for (key, policy) in &keys {
+            // The username's failure is already counted; the address's now.
+            for (key, policy) in &keys[1..] {
                 app.stores
                     .throttle
                     .record_failure(key, now, policy.window)
@@ -111,18 +133,46 @@ async fn check(
     }
 }
 
-/// Stores a hash with the current parameters. A failure here only delays the
-/// upgrade to the next login, so it is logged, not returned.
-async fn upgrade_hash(app: &App, user: &UserRecord, password: &str) {
-    let Ok(password) = Password::parse(password) else {
-        return;
-    };
+/// Makes sure a session created by a login still stands: if the password
+/// changed (or the user went) while the login was checking the old one, the
+/// change's "revoke every other session" may have run before this session
+/// existed. So after storing the session, the login re-reads the hash it
+/// verified; if it is no longer the stored one, the new session is revoked
+/// and the login refused. The change sets the hash before it revokes, so
+/// every interleaving ends with the session revoked.
+pub async fn confirm_session(
+    app: &App,
+    user: &UserRecord,
+    session: &SessionRecord,
+    now: OffsetDateTime,
+) -> ApiResult<()> {
+    let current = app.stores.users.user_by_id(&user.id).await?;
+    if current.is_some_and(|u| u.password_hash == user.password_hash) {
+        return Ok(());
+    }
+    app.stores
+        .sessions
+        .revoke_session(&user.id, &session.id, now)
+        .await?;
+    tracing::info!(user_id = %user.id, session_id = %session.id, "login raced a password change: session revoked");
+    Err(ApiError::invalid_credentials())
+}
+
+/// Stores a hash with the current parameters and returns it. A failure here
+/// only delays the upgrade to the next login, so it is logged, not returned.
+async fn upgrade_hash(app: &App, user: &UserRecord, password: &str) -> Option<String> {
+    let password = Password::parse(password).ok()?;
     match app.passwords.hash(password).await {
-        Ok(hash) => {
-            if let Err(e) = app.stores.users.set_password_hash(&user.id, &hash).await {
+        Ok(hash) => match app.stores.users.set_password_hash(&user.id, &hash).await {
+            Ok(()) => Some(hash),
+            Err(e) => {
                 tracing::warn!(user_id = %user.id, error = %crate::error::error_chain(&e), "password rehash not stored");
+                None
             }
+        },
+        Err(e) => {
+            tracing::warn!(user_id = %user.id, error = %e, "password rehash failed");
+            None
         }
-        Err(e) => tracing::warn!(user_id = %user.id, error = %e, "password rehash failed"),
     }
 }

@@ -2,6 +2,7 @@
 //! device list.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -70,6 +71,7 @@ pub async fn login(
         now,
     );
     app.stores.sessions.create_session(&session).await?;
+    login::confirm_session(&app, &user, &session, now).await?;
     tracing::info!(user_id = %user.id, session_id = %session.id, "session login");
     let body = json!({
         "user": { "id": user.id, "username": user.username },
@@ -155,8 +157,12 @@ pub async fn list(
 pub async fn revoke(
     State(app): State<AppState>,
     Authenticated(p): Authenticated,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
+    // An id that is not even a string (bad percent-encoding) names no session.
+    let Ok(Path(id)) = path else {
+        return Err(ApiError::not_found("No such session."));
+    };
     let done = app
         .stores
         .sessions

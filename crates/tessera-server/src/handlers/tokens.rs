@@ -2,7 +2,6 @@
 //! introspection and the JWKS.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +21,7 @@ use crate::app::{App, AppState};
 use crate::auth::{AuthFailure, AuthMethod, CheckedToken, check_access_token};
 use crate::cookies;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Client, JsonBody, parse_json_body};
+use crate::extract::{Client, JsonBody, RawBody, parse_json_body};
 use crate::login;
 
 /// Whether the query asks for cookie delivery (`?cookie=true`).
@@ -129,6 +128,7 @@ pub async fn login(
             spent_at: None,
         })
         .await?;
+    login::confirm_session(&app, &user, &session, now).await?;
     tracing::info!(user_id = %user.id, session_id = %session.id, "token login");
     token_response(
         &app,
@@ -176,7 +176,7 @@ struct RefreshBody {
 pub async fn refresh(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let now = now();
     let parsed: RefreshBody = if body.iter().all(u8::is_ascii_whitespace)
@@ -271,7 +271,7 @@ pub struct TokenBody {
 pub async fn revoke(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let now = now();
     // A browser in cookie mode cannot read its HttpOnly tokens: with an empty
@@ -349,7 +349,7 @@ async fn session_of(
 pub async fn introspect(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let Some(admin) = &app.settings.admin_key else {
         return Err(ApiError::not_found(

@@ -217,3 +217,54 @@ async fn changing_the_password_revokes_every_other_session() {
     assert_eq!(old.status(), 401);
     login_as(&server, &name, new_password).await;
 }
+
+#[tokio::test]
+async fn logins_racing_a_password_change_do_not_survive_it() {
+    let server = start().await;
+    let name = unique("race_pw");
+    register(&server, &name).await;
+    let here = login(&server, &name).await;
+    let change = json!({ "current_password": PASSWORD, "new_password": "the new password 123" });
+    let mut logins = tokio::task::JoinSet::new();
+    for i in 0..16u64 {
+        let req = server
+            .client()
+            .post(server.url("/v1/tokens"))
+            .json(&json!({ "username": name, "password": PASSWORD }));
+        logins.spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(i * 8)).await;
+            let res = req.send().await.unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    let (status, _) = call(
+        &server,
+        Method::POST,
+        "/v1/users/me/password",
+        here.with_csrf(),
+        Some(&change),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let results = logins.join_all().await;
+    // Whatever a login with the old password got, it does not outlive the change.
+    for (status, body) in results {
+        if status == 200 {
+            let bearer = headers([(
+                "authorization",
+                &format!("Bearer {}", body["access_token"].as_str().unwrap()),
+            )]);
+            assert_eq!(
+                call(&server, Method::GET, "/v1/me", bearer, None).await.0,
+                401,
+                "{body}"
+            );
+        } else {
+            assert!(status == 401 || status == 429, "{status} {body}");
+        }
+    }
+}

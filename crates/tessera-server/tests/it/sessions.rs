@@ -706,3 +706,26 @@ async fn the_client_address_comes_from_the_proxy_only_when_trusted() {
         assert_eq!(body["sessions"][0]["ip"], expected, "trusted: {trusted}");
     }
 }
+
+#[tokio::test]
+async fn parallel_guesses_cannot_get_past_the_throttle() {
+    let server = start().await;
+    let name = unique("burst");
+    register(&server, &name).await;
+    let mut guesses = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let req = server
+            .client()
+            .post(server.url("/v1/sessions"))
+            .json(&json!({ "username": name, "password": format!("wrong guess {i}") }));
+        guesses.spawn(async move { req.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = guesses.join_all().await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + throttled, 30, "{statuses:?}");
+    assert!(
+        checked <= 10,
+        "{checked} guesses were checked: {statuses:?}"
+    );
+}
