@@ -74,6 +74,21 @@ pub fn parse_json_body<T: DeserializeOwned>(
     })
 }
 
+/// A raw request body, for routes whose body is optional: read up to
+/// 64 KiB, else `413` as JSON (axum's own `Bytes` answers in plain text).
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map(RawBody)
+            .map_err(|_| payload_too_large())
+    }
+}
+
 /// `413 payload_too_large`. The rest of the body is never read, so the
 /// connection cannot be reused: `Connection: close` tells the client so.
 pub fn payload_too_large() -> ApiError {

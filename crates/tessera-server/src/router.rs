@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -55,6 +55,8 @@ pub fn router(app: AppState) -> Router {
         // Inside `common`, so that a panic's 500 gets the common headers and metrics.
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         .layer(middleware::from_fn(common))
+        // Every body-reading extractor stops at 64 KiB, whatever it is.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             TraceLayer::new_for_http()
                 // Method and path only: headers and query strings may carry secrets.

@@ -293,6 +293,29 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A URL with the password of its user part replaced by `***`, for output.
+///
+/// ```
+/// use tessera_server::settings::redact_url;
+/// assert_eq!(redact_url("postgres://app:s3cret@db/x"), "postgres://app:***@db/x");
+/// assert_eq!(redact_url("redis://:pw@cache:6379"), "redis://:***@cache:6379");
+/// assert_eq!(redact_url("sqlite://tessera.db"), "sqlite://tessera.db");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Writes a duration back in the largest unit that divides it (`90s` → `90s`,
 /// `600s` → `10m`), the inverse of [`parse_duration`] for whole values.
 pub fn format_duration(d: Duration) -> String {
@@ -439,7 +462,7 @@ impl Settings {
         };
         [
             format!("listen = {:?}", self.listen.to_string()),
-            format!("database = {database:?}"),
+            format!("database = {:?}", redact_url(database)),
             match &self.database_schema {
                 Some(schema) => format!("database_schema = {schema:?}"),
                 None => "# database_schema: unset".to_owned(),
@@ -449,7 +472,7 @@ impl Settings {
                 self.database_max_connections
             ),
             match &self.redis {
-                Some(url) => format!("redis = {url:?}"),
+                Some(url) => format!("redis = {:?}", redact_url(url)),
                 None => "# redis: unset".to_owned(),
             },
             format!("redis_prefix = {:?}", self.redis_prefix),

@@ -120,6 +120,31 @@ fn a_config_file_is_read_and_checked() {
     assert!(stdout.contains("session_idle = \"10m\""), "{stdout}");
     assert!(stdout.contains("leeway = \"10s\""), "{stdout}");
 
+    // Passwords in URLs are not printed.
+    let (code, stdout, _) = run(
+        &[
+            "config",
+            "check",
+            "--database",
+            "postgres://app:s3cret-pw@db.internal/tessera",
+            "--redis",
+            "redis://:redis-pw@cache:6379",
+            "--master-key",
+            &"ab".repeat(32),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains("s3cret-pw") && !stdout.contains("redis-pw") && !stdout.contains("abab"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("postgres://app:***@db.internal/tessera"),
+        "{stdout}"
+    );
+
     std::fs::write(&path, "sesion_idle = \"10m\"\n").unwrap();
     let (code, _, stderr) = run(
         &["config", "check", "--config", path.to_str().unwrap()],

@@ -190,3 +190,51 @@ async fn the_openapi_document_matches_the_router() {
         }
     }
 }
+
+#[tokio::test]
+async fn body_and_path_errors_are_json_too() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = start().await;
+    // A chunked body (no Content-Length) over 64 KiB on a route that reads it raw.
+    let addr = server.base().trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/tokens/refresh HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+    for _ in 0..8 {
+        // The server may answer and close before it has read everything.
+        if conn.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = conn.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(
+        response.contains("\"error\":\"payload_too_large\""),
+        "{response}"
+    );
+
+    let name = unique("pathjson");
+    register(&server, &name).await;
+    let t = server
+        .post_json(
+            "/v1/tokens",
+            &json!({ "username": name, "password": PASSWORD }),
+        )
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let bearer = headers([(
+        "authorization",
+        &format!("Bearer {}", t["access_token"].as_str().unwrap()),
+    )]);
+    let got = call(&server, Method::DELETE, "/v1/sessions/%FF", bearer, None).await;
+    assert_error(&got, 404, "not_found");
+}
