@@ -272,27 +272,47 @@ impl RedisStore {
 
     /// Deletes every key under this store's prefix (tests use their own prefix).
     pub async fn delete_all(&self) -> StoreResult<()> {
+        let keys = self.scan(&format!("{}:*", self.prefix)).await?;
         let mut c = self.conn.clone();
-        let pattern = format!("{}:*", self.prefix);
+        for batch in keys.chunks(500) {
+            c.del::<_, ()>(batch).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Every key matching `pattern`, by SCAN (never the blocking KEYS).
+    async fn scan(&self, pattern: &str) -> StoreResult<Vec<String>> {
+        let mut c = self.conn.clone();
         let mut cursor: u64 = 0;
+        let mut all = Vec::new();
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(500)
                 .query_async(&mut c)
                 .await
                 .map_err(map_err)?;
-            if !keys.is_empty() {
-                c.del::<_, ()>(keys).await.map_err(map_err)?;
-            }
+            all.extend(keys);
             if next == 0 {
-                return Ok(());
+                return Ok(all);
             }
             cursor = next;
         }
+    }
+
+    /// The members of the sorted set `key` scored strictly before `before`.
+    async fn scored_before(&self, key: &str, before: OffsetDateTime) -> StoreResult<Vec<String>> {
+        let mut c = self.conn.clone();
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg("-inf")
+            .arg(format!("({}", ms(before)))
+            .query_async(&mut c)
+            .await
+            .map_err(map_err)
     }
 
     async fn load_session(&self, user_id: &str, sid: &str) -> StoreResult<Option<SessionRecord>> {
@@ -593,13 +613,7 @@ impl SessionStore for RedisStore {
 
     async fn purge_sessions(&self, ended_before: OffsetDateTime) -> StoreResult<u64> {
         let mut c = self.conn.clone();
-        let ended: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.ends_key())
-            .arg("-inf")
-            .arg(format!("({}", ms(ended_before)))
-            .query_async(&mut c)
-            .await
-            .map_err(map_err)?;
+        let ended = self.scored_before(&self.ends_key(), ended_before).await?;
         let mut purged = 0;
         for member in ended {
             if let Some((user_id, sid)) = member.split_once(' ') {
@@ -706,17 +720,11 @@ impl RefreshStore for RedisStore {
     async fn purge_refresh(&self, before: OffsetDateTime) -> StoreResult<u64> {
         // Every token also carries a native expiry; this sweeps by the index.
         let mut c = self.conn.clone();
-        let expired: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.refresh_index())
-            .arg("-inf")
-            .arg(format!("({}", ms(before)))
-            .query_async(&mut c)
-            .await
-            .map_err(map_err)?;
+        let expired = self.scored_before(&self.refresh_index(), before).await?;
         let mut purged = 0;
         for h in expired {
             purged += c
-                .del::<_, u64>(format!("{}:rt:{h}", self.prefix))
+                .del::<_, u64>(self.refresh_key(&unhex(&h)?))
                 .await
                 .map_err(map_err)?;
             c.zrem::<_, _, ()>(self.refresh_index(), &h)
@@ -785,31 +793,15 @@ impl ThrottleStore for RedisStore {
         // Windows expire natively; this sweeps those that started before
         // `before` (for a clock that is not Redis's, as in tests).
         let mut c = self.conn.clone();
-        let pattern = format!("{}:thr:*", self.prefix);
-        let mut cursor: u64 = 0;
         let mut purged = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut c)
-                .await
-                .map_err(map_err)?;
-            for key in keys {
-                let started: Option<i64> = c.hget(&key, "started").await.map_err(map_err)?;
-                if started.is_some_and(|s| s < ms(before)) {
-                    c.del::<_, ()>(&key).await.map_err(map_err)?;
-                    purged += 1;
-                }
+        for key in self.scan(&format!("{}:thr:*", self.prefix)).await? {
+            let started: Option<i64> = c.hget(&key, "started").await.map_err(map_err)?;
+            if started.is_some_and(|s| s < ms(before)) {
+                c.del::<_, ()>(&key).await.map_err(map_err)?;
+                purged += 1;
             }
-            if next == 0 {
-                return Ok(purged);
-            }
-            cursor = next;
         }
+        Ok(purged)
     }
 }
 
