@@ -146,3 +146,34 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
         got.1
     );
 }
+
+/// Logs in for tokens (`POST /v1/tokens`) and returns the body.
+pub async fn tokens(server: &Server, name: &str) -> Value {
+    let res = server
+        .post_json(
+            "/v1/tokens",
+            &json!({ "username": name, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "token login as {name}");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    res.json().await.unwrap()
+}
+
+/// `Authorization: Bearer <token>`.
+pub fn bearer(token: &Value) -> HeaderMap {
+    let t = token
+        .as_str()
+        .unwrap_or_else(|| panic!("not a token: {token}"));
+    headers([("authorization", &format!("Bearer {t}"))])
+}
+
+/// Part `i` of a JWT (0 header, 1 claims), decoded, unverified.
+pub fn part(token: &str, i: usize) -> Value {
+    use base64::Engine;
+    let p = token.split('.').nth(i).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(p)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -11,31 +9,6 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 const ADMIN: &str = "admin-key-for-the-tests-0123456789";
-
-/// Logs in for tokens and returns the body.
-async fn tokens(server: &Server, name: &str) -> Value {
-    let res = server
-        .post_json(
-            "/v1/tokens",
-            &json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
-    assert_eq!(res.status(), 200, "token login as {name}");
-    assert_eq!(res.headers()["cache-control"], "no-store");
-    res.json().await.unwrap()
-}
-
-fn bearer(token: &Value) -> HeaderMap {
-    let t = token
-        .as_str()
-        .unwrap_or_else(|| panic!("not a token: {token}"));
-    headers([("authorization", &format!("Bearer {t}"))])
-}
-
-fn part(token: &str, i: usize) -> Value {
-    let p = token.split('.').nth(i).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
-}
 
 async fn me_status(server: &Server, h: HeaderMap) -> u16 {
     call(server, Method::GET, "/v1/me", h, None).await.0
