@@ -2,17 +2,24 @@
 //!
 //! The one path every login takes, whatever it issues afterwards:
 //!
-//! 1. Count the attempt against the username (atomically, so parallel guesses
-//!    cannot all slip under the limit). If the username already had too many
-//!    recent failures, or the client address has, refuse with `429` and
-//!    `Retry-After` before looking at the password.
+//! 1. If the client address had too many recent failures, refuse with `429`
+//!    and `Retry-After` before looking at the password. Then take the
+//!    username's turn (attempts on one username take turns within a process,
+//!    see [`Turns`]) and count the attempt against the username, atomically,
+//!    so parallel guesses cannot all slip under the limit, even across
+//!    instances; if the username already had too many recent failures, refuse
+//!    the same way.
 //! 2. Verify the password — against the dummy hash when the user does not
 //!    exist, so both failures cost the same and answer the same.
 //! 3. On failure, count it for the address too (the username's is counted).
-//!    On success, clear the username's count, and store a fresh hash if the
-//!    stored one used older parameters.
+//!    On success, clear the username's count (which gives back the slot this
+//!    attempt took), and store a fresh hash if the stored one used older
+//!    parameters.
 //! 4. After the login stores its session, [`confirm_session`] checks that no
 //!    password change slipped in between (see there).
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 
 use tessera_core::SessionRecord;
 use tessera_core::account::key_of;
@@ -36,6 +43,55 @@ fn keys(username: &str, client: &ClientInfo) -> Vec<(String, ThrottlePolicy)> {
     }
     keys
 }
+
+/// Login attempts on one username take turns within this process.
+///
+/// The attempt is counted before the password is checked, so that a burst of
+/// parallel guesses cannot all get past the limit. If attempts on one
+/// username ran at once, every one still being checked would count as a
+/// failure for the others, and a few parallel *correct* logins (two tabs, a
+/// password change while an app logs in) would throttle their own owner.
+/// Taking turns, an attempt sees only the failures that really happened
+/// (plus, across instances, at most one attempt in flight per instance).
+/// A flood on one username waits in line: once the username is throttled,
+/// each turn is one store write and a `429`, without hashing.
+struct Turns {
+    locks: Mutex<TurnMap>,
+}
+
+#[derive(Default)]
+struct TurnMap {
+    locks: HashMap<String, Weak<tokio::sync::Mutex<()>>>,
+    /// The size at which dead entries are swept next, so that sweeping costs
+    /// amortised O(1) per attempt and the map holds about as many entries as
+    /// there are attempts in flight.
+    sweep_at: usize,
+}
+
+impl Turns {
+    async fn take(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            match map.locks.get(key).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    if map.locks.len() >= map.sweep_at {
+                        map.locks.retain(|_, lock| lock.strong_count() > 0);
+                        map.sweep_at = (map.locks.len() * 2).max(1024);
+                    }
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    map.locks.insert(key.to_owned(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
+static TURNS: LazyLock<Turns> = LazyLock::new(|| Turns {
+    locks: Mutex::new(TurnMap::default()),
+});
 
 /// Refuses with `429` if any of `keys` is throttled at `now`.
 async fn ensure_not_throttled(
@@ -84,6 +140,10 @@ async fn check(
 ) -> ApiResult<UserRecord> {
     let keys = keys(username, client);
     let (user_key, user_policy) = &keys[0];
+    // A throttled address is refused before anything is counted against the
+    // account: those attempts are not failures of this username.
+    ensure_not_throttled(app, &keys[1..], now).await?;
+    let _turn = TURNS.take(user_key).await;
     // The attempt counts against the username before the password is
     // checked, in one atomic store call: parallel guesses each see their own
     // number, so no burst gets past the limit. A success clears the count.
@@ -99,7 +159,6 @@ async fn check(
     if let Some(wait) = user_policy.retry_after(Some(before), now) {
         return Err(ApiError::too_many_attempts(retry_after_seconds(wait)));
     }
-    ensure_not_throttled(app, &keys[1..], now).await?;
 
     let user = app.stores.users.user_by_username(username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());

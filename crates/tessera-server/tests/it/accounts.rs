@@ -268,3 +268,47 @@ async fn logins_racing_a_password_change_do_not_survive_it() {
         }
     }
 }
+
+/// Issue 7: attempts still being checked counted as failures, so parallel
+/// correct logins throttled their own owner.
+#[tokio::test]
+async fn parallel_correct_logins_are_never_throttled() {
+    let server = start().await;
+    let name = unique("tabs");
+    register(&server, &name).await;
+    let mut logins = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let path = if i % 2 == 0 {
+            "/v1/sessions"
+        } else {
+            "/v1/tokens"
+        };
+        let req = server
+            .client()
+            .post(server.url(path))
+            .json(&json!({ "username": name, "password": PASSWORD }));
+        logins.spawn(async move { req.send().await.unwrap().status().as_u16() });
+    }
+    let statuses = logins.join_all().await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 201),
+        "{statuses:?}"
+    );
+    // The failures of a guesser still count, and only those.
+    for i in 0..10 {
+        let res = server
+            .post_json(
+                "/v1/sessions",
+                &json!({ "username": name, "password": format!("wrong guess {i}") }),
+            )
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = server
+        .post_json(
+            "/v1/sessions",
+            &json!({ "username": name, "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(res.status(), 429);
+}
