@@ -631,3 +631,57 @@ macro_rules! conformance_tests {
         )+
     };
 }
+
+/// The values of the environment variables `vars` that name the servers a
+/// backend test runs against, or `None` when the test is to be skipped.
+///
+/// A skip must never look like a pass. So when a variable is unset:
+///
+/// - with `TESSERA_TEST_REQUIRE_BACKENDS` set (CI sets it), the test fails:
+///   a CI run is meant to test every backend;
+/// - otherwise the skip is printed, and recorded as a file in the folder
+///   `TESSERA_TEST_SKIPS` names, if set: `scripts/test` sets it and ends
+///   with "N backend tests skipped: set … to run them".
+///
+/// `test` names the test in that record.
+pub fn backend_urls(vars: &[&str], test: &str) -> Option<Vec<String>> {
+    let missing: Vec<&str> = vars
+        .iter()
+        .copied()
+        .filter(|v| std::env::var_os(v).is_none_or(|x| x.is_empty()))
+        .collect();
+    if missing.is_empty() {
+        return Some(
+            vars.iter()
+                .map(|v| std::env::var(v).unwrap_or_default())
+                .collect(),
+        );
+    }
+    let missing = missing.join(" and ");
+    if std::env::var_os("TESSERA_TEST_REQUIRE_BACKENDS").is_some() {
+        panic!(
+            "{test}: {missing} must be set: TESSERA_TEST_REQUIRE_BACKENDS says this run tests every backend"
+        );
+    }
+    eprintln!("\n*** SKIPPED {test}: {missing} not set ***\n");
+    if let Some(dir) = std::env::var_os("TESSERA_TEST_SKIPS") {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let file = std::path::Path::new(&dir).join(format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        if let Err(e) = std::fs::write(&file, format!("{missing}\t{test}\n")) {
+            panic!("{test}: cannot record the skip in {}: {e}", file.display());
+        }
+    }
+    None
+}
+
+/// The name of the running test, as libtest names its thread.
+pub fn current_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("a backend test")
+        .to_owned()
+}

@@ -1,8 +1,8 @@
 //! The browser test: Debian's Chromium, driven by playwright-core through
 //! `scripts/browser/run.sh`, uses the `/demo` page and checks that no page
 //! script can read a session secret or a token, while the browser sends them.
-//! The script installs Chromium and playwright-core when they are missing; if
-//! it cannot, this test fails with its message.
+//! `scripts/setup-test-deps` installs Chromium and playwright-core; when they
+//! are missing, this test fails with a message naming that script.
 
 use crate::support::*;
 

@@ -3,8 +3,10 @@
 //! For each asymmetric algorithm a server issues a token, and
 //! `scripts/interop/run.sh` verifies it with PyJWT (Python), knowing nothing
 //! but the JWKS URL, the issuer and the algorithm; the script also checks
-//! that tampered tokens fail there. Python 3 is required: without it these
-//! tests fail with a message saying so, rather than pass silently.
+//! that tampered tokens fail there. Python 3 and PyJWT in
+//! `target/interop-venv` are required (`scripts/setup-test-deps` installs
+//! them): without them these tests fail with a message saying so, rather
+//! than pass silently.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,7 +34,7 @@ fn require_python() {
     assert!(
         found,
         "python3 is required by the interop tests (scripts/interop/run.sh verifies tokens \
-         with PyJWT) but was not found on PATH; install Python 3 with its venv module"
+         with PyJWT) but was not found on PATH; run scripts/setup-test-deps"
     );
 }
 

@@ -1,7 +1,7 @@
 //! Scale-out: several instances sharing PostgreSQL and Redis, and what
 //! happens when an engine fails. Reads `TESSERA_TEST_DATABASE_URL` and
-//! `TESSERA_TEST_REDIS_URL`; skipped, loudly, when either is unset (`.ci/run`
-//! always sets both).
+//! `TESSERA_TEST_REDIS_URL`; skipped, and counted as skipped by `scripts/test`,
+//! when either is unset (CI fails instead).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -26,15 +26,12 @@ struct Shared {
 
 impl Shared {
     fn new(name: &str) -> Option<Self> {
-        let (Ok(db_url), Ok(redis_url)) = (
-            std::env::var("TESSERA_TEST_DATABASE_URL"),
-            std::env::var("TESSERA_TEST_REDIS_URL"),
-        ) else {
-            eprintln!(
-                "\n*** SKIPPED {name}: TESSERA_TEST_DATABASE_URL and TESSERA_TEST_REDIS_URL must both be set ***\n"
-            );
-            return None;
-        };
+        let [db_url, redis_url] =
+            <[String; 2]>::try_from(tessera_store::conformance::backend_urls(
+                &["TESSERA_TEST_DATABASE_URL", "TESSERA_TEST_REDIS_URL"],
+                name,
+            )?)
+            .ok()?;
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
             "{}_{}",
@@ -294,7 +291,7 @@ impl OwnRedis {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed for this test (Debian package redis-server)");
+            .expect("redis-server must be on PATH for this test: run scripts/setup-test-deps");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(

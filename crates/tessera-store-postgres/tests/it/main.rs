@@ -1,6 +1,6 @@
 //! The conformance suite on PostgreSQL, each test in a schema of its own,
-//! dropped afterwards. Reads `TESSERA_TEST_DATABASE_URL`; skipped, loudly,
-//! when it is unset (`.ci/run` always sets it).
+//! dropped afterwards. Reads `TESSERA_TEST_DATABASE_URL`; skipped, and counted
+//! as skipped by `scripts/test`, when it is unset (CI fails instead).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,12 +12,11 @@ use tessera_store_postgres::{PoolOptions, PostgresStore};
 /// A store in a new schema of the test database, or `None` when no test
 /// database is configured.
 async fn fresh() -> Option<Arc<PostgresStore>> {
-    let Ok(url) = std::env::var("TESSERA_TEST_DATABASE_URL") else {
-        eprintln!(
-            "\n*** SKIPPED: TESSERA_TEST_DATABASE_URL is not set; PostgreSQL conformance NOT checked ***\n"
-        );
-        return None;
-    };
+    let [url] = <[String; 1]>::try_from(tessera_store::conformance::backend_urls(
+        &["TESSERA_TEST_DATABASE_URL"],
+        &tessera_store::conformance::current_test(),
+    )?)
+    .ok()?;
     static N: AtomicU32 = AtomicU32::new(0);
     let schema = format!(
         "tessera_conf_{}_{}",

@@ -1,7 +1,7 @@
 //! The conformance suite (sessions, refresh tokens, failure counters) on
 //! Redis, each test under a key prefix of its own, deleted afterwards. Reads
-//! `TESSERA_TEST_REDIS_URL`; skipped, loudly, when it is unset (`.ci/run`
-//! always sets it).
+//! `TESSERA_TEST_REDIS_URL`; skipped, and counted as skipped by `scripts/test`,
+//! when it is unset (CI fails instead).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tessera_store_redis::RedisStore;
 
 async fn fresh() -> Option<Arc<RedisStore>> {
-    let Ok(url) = std::env::var("TESSERA_TEST_REDIS_URL") else {
-        eprintln!(
-            "\n*** SKIPPED: TESSERA_TEST_REDIS_URL is not set; Redis conformance NOT checked ***\n"
-        );
-        return None;
-    };
+    let [url] = <[String; 1]>::try_from(tessera_store::conformance::backend_urls(
+        &["TESSERA_TEST_REDIS_URL"],
+        &tessera_store::conformance::current_test(),
+    )?)
+    .ok()?;
     static N: AtomicU32 = AtomicU32::new(0);
     let prefix = format!(
         "tessera-test-{}-{}",
