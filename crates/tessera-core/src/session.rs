@@ -106,7 +106,7 @@ pub struct SessionPolicy {
 }
 
 impl Default for SessionPolicy {
-    /// API.md's defaults: 30 minutes idle, 24 hours absolute.
+    /// The defaults of `docs/api.md`: 30 minutes idle, 24 hours absolute.
     fn default() -> Self {
         Self {
             idle: Duration::minutes(30),

@@ -9,7 +9,7 @@
 //! [`Authenticated`] (any method) or [`CookieSession`] (the session cookie
 //! only) as an extractor. Credentials are read only from the cookie and the
 //! `Authorization` header, never from the URL. A bearer token wins over any
-//! cookie, as API.md says; the session cookie wins over the access-token
+//! cookie, as `docs/api.md` says; the session cookie wins over the access-token
 //! cookie. Cookie-session requests with an unsafe method must carry the
 //! session's CSRF token; bearer requests need none, and access-token cookies
 //! are `SameSite=Strict` and reach only JSON routes.
@@ -43,7 +43,7 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    /// The name API.md uses in `auth.method` and `X-Auth-Method`.
+    /// The name `docs/api.md` uses in `auth.method` and `X-Auth-Method`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Session => "session",

@@ -1,5 +1,5 @@
-//! The one conversion from failures to HTTP: API.md's
-//! `{"error": "snake_case_code", "message": "…"}` with a fitting status.
+//! The one conversion from failures to HTTP: the error body of `docs/api.md`,
+//! `{"error": "snake_case_code", "message": "…"}`, with a fitting status.
 //!
 //! Handlers return [`ApiError`]; store errors convert into it here, with the
 //! internal detail going to the log and only a generic sentence to the client.

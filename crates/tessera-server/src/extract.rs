@@ -1,5 +1,5 @@
-//! Request extractors shared by the handlers: a JSON body with API.md's
-//! limits and errors, and what the server learns about the client.
+//! Request extractors shared by the handlers: a JSON body with the limits
+//! and errors of `docs/api.md`, and what the server learns about the client.
 
 use std::net::SocketAddr;
 

@@ -1,5 +1,5 @@
-//! The tessera HTTP server: the axum router and handlers of API.md, cookies,
-//! CSRF, settings, metrics, and the `tessera` command.
+//! The tessera HTTP server: the axum router and handlers of `docs/api.md`,
+//! cookies, CSRF, settings, metrics, and the `tessera` command.
 //!
 //! [`router::router`] builds the whole application from an [`app::AppState`],
 //! so tests can serve it without `main`; [`serve::serve`] is what `tessera

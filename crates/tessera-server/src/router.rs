@@ -1,4 +1,4 @@
-//! The router of API.md and the middleware every route shares.
+//! The router of `docs/api.md` and the middleware every route shares.
 
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodFilter, on};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -22,27 +22,47 @@ use crate::telemetry::REQUEST_DURATION;
 #[derive(Clone)]
 struct Route(String);
 
+/// Declares every route once: [`ROUTES`], the `(method, path)` list that
+/// `docs/api.md` and `openapi.json` are tested against, and the router built
+/// from the same lines, so the two cannot drift apart.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every route the router serves, as `(method, path template)`.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn api_routes() -> Router<AppState> {
+            Router::new()$(.route($path, on(MethodFilter::$method, $handler)))*
+        }
+    };
+}
+
+routes! {
+    POST "/v1/users" => users::register;
+    POST "/v1/users/me/password" => users::change_password;
+    POST "/v1/sessions" => sessions::login;
+    GET "/v1/sessions" => sessions::list;
+    DELETE "/v1/sessions" => sessions::revoke_others;
+    GET "/v1/sessions/current" => sessions::current;
+    DELETE "/v1/sessions/current" => sessions::logout;
+    DELETE "/v1/sessions/{id}" => sessions::revoke;
+    GET "/v1/me" => me::me;
+    GET "/v1/auth/verify" => me::verify;
+    POST "/v1/tokens" => tokens::login;
+    POST "/v1/tokens/refresh" => tokens::refresh;
+    POST "/v1/tokens/revoke" => tokens::revoke;
+    POST "/v1/tokens/introspect" => tokens::introspect;
+    GET "/.well-known/jwks.json" => tokens::jwks;
+    GET "/healthz" => ops::healthz;
+    GET "/readyz" => ops::readyz;
+    GET "/metrics" => ops::metrics;
+    GET "/openapi.json" => ops::openapi;
+    GET "/demo" => ops::demo_page;
+    GET "/demo/demo.js" => ops::demo_script;
+}
+
 /// Builds the whole application. Tests and `main` both call this.
 pub fn router(app: AppState) -> Router {
-    Router::new()
-        .route("/v1/users", post(users::register))
-        .route("/v1/users/me/password", post(users::change_password))
-        .route("/v1/sessions", post(sessions::login).get(sessions::list).delete(sessions::revoke_others))
-        .route("/v1/sessions/current", get(sessions::current).delete(sessions::logout))
-        .route("/v1/sessions/{id}", delete(sessions::revoke))
-        .route("/v1/me", get(me::me))
-        .route("/v1/auth/verify", get(me::verify))
-        .route("/v1/tokens", post(tokens::login))
-        .route("/v1/tokens/refresh", post(tokens::refresh))
-        .route("/v1/tokens/revoke", post(tokens::revoke))
-        .route("/v1/tokens/introspect", post(tokens::introspect))
-        .route("/.well-known/jwks.json", get(tokens::jwks))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
-        .route("/demo", get(ops::demo_page))
-        .route("/demo/demo.js", get(ops::demo_script))
+    api_routes()
         .route_layer(middleware::from_fn(remember_route))
         .fallback(|| async { ApiError::not_found("No such route.") })
         .method_not_allowed_fallback(|| async {

@@ -3,9 +3,10 @@
 //!
 //! clap reads flags and environment variables into [`SettingsArgs`] (every
 //! value optional and kept as text); [`FileSettings`] reads the TOML file and
-//! rejects unknown keys; [`Settings::resolve`] merges them, applies API.md's
-//! defaults and validates everything in one place, so a bad value stops the
-//! start with one line naming the setting, whichever source it came from.
+//! rejects unknown keys; [`Settings::resolve`] merges them, applies the
+//! defaults of `docs/api.md` and validates everything in one place, so a bad
+//! value stops the start with one line naming the setting, whichever source it
+//! came from.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -243,8 +244,8 @@ pub struct Settings {
     pub key_refresh: Duration,
 }
 
-/// Parses a duration of the form API.md uses: a number with a unit (`ms`,
-/// `s`, `m`, `h`, `d`), or several in a row (`1h30m`).
+/// Parses a duration of the form `docs/api.md` uses: a number with a unit
+/// (`ms`, `s`, `m`, `h`, `d`), or several in a row (`1h30m`).
 ///
 /// ```
 /// use tessera_server::settings::parse_duration;

@@ -1,4 +1,4 @@
-//! The route handlers of API.md, grouped as the API groups them.
+//! The route handlers of `docs/api.md`, grouped as it groups them.
 
 pub mod me;
 pub mod ops;

@@ -147,7 +147,7 @@ async fn the_openapi_document_matches_the_router() {
     let doc: serde_json::Value = res.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
-    // Every route of API.md is documented…
+    // Every route of `docs/api.md` is documented…
     for (method, path) in [
         ("post", "/v1/users"),
         ("post", "/v1/users/me/password"),

@@ -1,4 +1,4 @@
-//! Session-based authentication, every row of API.md's session table.
+//! Session-based authentication, every row of `docs/api.md`'s session routes.
 
 use std::time::Duration;
 
@@ -492,7 +492,7 @@ async fn a_bearer_token_wins_over_the_cookie() {
         res.headers()["www-authenticate"],
         "Bearer error=\"invalid_token\""
     );
-    // API.md: /v1/me answers 401 unauthenticated, and RFC 6750's header says why.
+    // docs/api.md: /v1/me answers 401 unauthenticated, and RFC 6750's header says why.
     assert_error(&status_json(res).await, 401, "unauthenticated");
 }
 

@@ -136,7 +136,7 @@ pub async fn status_json(res: Response) -> (u16, Value) {
     (status, body)
 }
 
-/// Asserts an API.md error body with this status and code.
+/// Asserts a `docs/api.md` error body with this status and code.
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert_eq!(got.0, status, "status of {}", got.1);
     assert_eq!(got.1["error"], code, "error code of {}", got.1);
