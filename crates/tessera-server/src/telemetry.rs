@@ -71,13 +71,30 @@ pub fn upkeep(handle: &PrometheusHandle) {
 /// How often maintenance runs.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
 
-/// Sets up `tracing` to standard error, filtered by `RUST_LOG` (default `info`).
+/// Sets up `tracing` to standard error, filtered by `RUST_LOG` (default
+/// `info,sqlx=warn`).
+///
+/// `RUST_LOG` is a list of `target=level` directives and a default level
+/// (`warn,tessera_server=debug`), as `tracing_subscriber`'s `Targets` reads
+/// it; span and field filters are not supported (they would need the `regex`
+/// engine in the binary). A value that does not parse is reported and the
+/// default used.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    const DEFAULT: &str = "info,sqlx=warn";
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => value.parse().unwrap_or_else(|e| {
+            eprintln!("tessera: RUST_LOG={value:?} is not a list of target=level directives ({e}); using {DEFAULT:?}");
+            DEFAULT.parse().unwrap_or_default()
+        }),
+        _ => DEFAULT.parse().unwrap_or_default(),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = tracing_subscriber::registry()
+        .with::<tracing_subscriber::filter::Targets>(filter)
+        .with(fmt)
         .try_init();
 }

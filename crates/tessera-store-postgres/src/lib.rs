@@ -72,7 +72,13 @@ impl Default for PoolOptions {
     }
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations in `migrations/`, embedded in the binary.
+const MIGRATIONS: tessera_store::sqlx_migrations::Embedded =
+    tessera_store::sqlx_migrations::Embedded(&[(
+        1,
+        "initial",
+        include_str!("../migrations/0001_initial.sql"),
+    )]);
 
 fn valid_schema(name: &str) -> bool {
     (1..=63).contains(&name.len())
@@ -123,7 +129,12 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(OpenError::Open)?;
-        MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+        sqlx::migrate::Migrator::new(MIGRATIONS)
+            .await
+            .map_err(OpenError::Migrate)?
+            .run(&pool)
+            .await
+            .map_err(OpenError::Migrate)?;
         Ok(Self {
             pool,
             schema: schema.map(str::to_owned),

@@ -47,7 +47,12 @@ pub enum OpenError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The migrations in `migrations/`, embedded in the binary.
+const MIGRATIONS: tessera_store::sqlx_migrations::Embedded =
+    tessera_store::sqlx_migrations::Embedded(&[
+        (1, "initial", include_str!("../migrations/0001_initial.sql")),
+        (2, "tokens", include_str!("../migrations/0002_tokens.sql")),
+    ]);
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`,
@@ -68,7 +73,12 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(OpenError::Open)?;
-        MIGRATOR.run(&pool).await.map_err(OpenError::Migrate)?;
+        sqlx::migrate::Migrator::new(MIGRATIONS)
+            .await
+            .map_err(OpenError::Migrate)?
+            .run(&pool)
+            .await
+            .map_err(OpenError::Migrate)?;
         Ok(Self { pool })
     }
 

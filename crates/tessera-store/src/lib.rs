@@ -26,6 +26,8 @@ use time::{Duration, OffsetDateTime};
 pub mod conformance;
 mod memory;
 pub mod millis;
+#[cfg(feature = "sqlx")]
+pub mod sqlx_migrations;
 
 pub use memory::MemoryStore;
 
