@@ -35,22 +35,109 @@ pub struct PostgresStore {
     schema: Option<String>,
 }
 
+/// How [`PostgresStore::open_with`] treats the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the schema if it is missing and apply pending migrations (what
+    /// `tessera serve` does).
+    Create,
+    /// tessera's tables must exist already; pending migrations are applied.
+    /// For commands that change an existing installation.
+    Existing,
+    /// tessera's tables must exist and be fully migrated. Every transaction
+    /// is read-only: nothing is created, migrated or written.
+    ReadOnly,
+}
+
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The URL is not a `postgres://` URL sqlx understands.
-    #[error("not a valid PostgreSQL URL: {0}")]
-    BadUrl(#[source] sqlx::Error),
-    /// The server could not be reached or refused the connection.
-    #[error("cannot connect to the database: {0}")]
-    Open(#[source] sqlx::Error),
+    #[error("not a valid PostgreSQL URL: {}", describe(.0))]
+    BadUrl(sqlx::Error),
+    /// The server could not be reached, or refused the connection or the
+    /// login.
+    #[error("{}", describe(.0))]
+    Open(sqlx::Error),
     /// A migration failed.
-    #[error("cannot migrate the database: {0}")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot create or update tessera's tables: {}", describe_migrate(.0))]
+    Migrate(sqlx::migrate::MigrateError),
     /// The schema name is not a plain identifier.
     #[error("schema names are 1 to 63 characters of a-z, 0-9 and _, starting with a letter")]
     BadSchema,
+    /// The schema does not exist, and the mode does not create it.
+    #[error("the schema {0} does not exist in this database")]
+    NoSchema(String),
+    /// The schema (or the default one) has no tessera tables.
+    #[error("{} has none of tessera's tables", match .0 {
+        Some(schema) => format!("the schema {schema}"),
+        None => "the connection's default schema".to_owned(),
+    })]
+    NotTessera(Option<String>),
+    /// The tables were made by an older tessera and are not migrated yet
+    /// (only [`OpenMode::ReadOnly`], which does not migrate).
+    #[error(
+        "tessera's tables were made by an older tessera and are not migrated yet: \
+         start `tessera serve` on them once, which migrates them"
+    )]
+    Outdated,
+    /// The server takes no writes.
+    #[error(
+        "the server accepts no writes (a standby, or default_transaction_read_only is on): \
+         point the URL at the primary"
+    )]
+    ReadOnly,
+}
+
+/// What went wrong, in words (sqlx repeats the server's message in its
+/// source, and says "pool timed out" for a refused connection).
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused: is PostgreSQL running, and listening on that host and port?"
+                .to_owned()
+        }
+        sqlx::Error::Io(io) => format!("{io}: check the host and port"),
+        sqlx::Error::Tls(tls) => format!("TLS failed: {tls}"),
+        sqlx::Error::Database(db) => {
+            let message = db.message();
+            match db.code().as_deref() {
+                Some("28P01") => format!("{message}: check the user name and password in the URL"),
+                Some("28000") => {
+                    format!("{message}: the server does not let this user in (see its pg_hba.conf)")
+                }
+                Some("3D000") => format!(
+                    "{message}: create it (createdb NAME) or fix the database name in the URL"
+                ),
+                Some("42501") => format!(
+                    "{message}: the user needs the CREATE privilege on the database or schema"
+                ),
+                Some("53300") => format!(
+                    "{message}: lower --database-max-connections or raise the server's max_connections"
+                ),
+                Some("57P03") => {
+                    format!("{message}: the server is starting or stopping; try again")
+                }
+                Some(code) => format!("{message} (SQLSTATE {code})"),
+                None => message.to_owned(),
+            }
+        }
+        sqlx::Error::Configuration(c) => c.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn describe_migrate(e: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::VersionMissing(v) => format!(
+            "they were migrated by a newer tessera (migration {v} is unknown to this one); \
+             run that version"
+        ),
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => describe(e),
+        other => other.to_string(),
+    }
 }
 
 /// Pool limits.
@@ -90,51 +177,119 @@ fn valid_schema(name: &str) -> bool {
 
 impl PostgresStore {
     /// Connects to `url` and applies pending migrations, in `schema` when
-    /// given (created if missing), else in the database's default schema.
+    /// given (created if missing), else in the database's default schema:
+    /// [`OpenMode::Create`].
     pub async fn open(
         url: &str,
         schema: Option<&str>,
         pool: PoolOptions,
     ) -> Result<Self, OpenError> {
+        Self::open_with(url, schema, pool, OpenMode::Create).await
+    }
+
+    /// Connects to `url`, with tessera's tables in `schema` when given, else
+    /// in the database's default schema, as `mode` says.
+    pub async fn open_with(
+        url: &str,
+        schema: Option<&str>,
+        pool: PoolOptions,
+        mode: OpenMode,
+    ) -> Result<Self, OpenError> {
         let mut options = PgConnectOptions::from_str(url)
             .map_err(OpenError::BadUrl)?
             // A statement that runs longer than this is a stuck database.
             .options([("statement_timeout", "5000")]);
+        if mode == OpenMode::ReadOnly {
+            options = options.options([("default_transaction_read_only", "on")]);
+        }
+        if schema.is_some_and(|s| !valid_schema(s)) {
+            return Err(OpenError::BadSchema);
+        }
+        // One connection first, on its own: the pool retries a refused
+        // connection until its timeout, then says only "pool timed out".
+        // (This connection has no time limit of its own; a caller that
+        // must not wait on a host that never answers bounds the call.)
+        let mut conn = sqlx::ConnectOptions::connect(&options)
+            .await
+            .map_err(OpenError::Open)?;
+        if mode != OpenMode::ReadOnly {
+            let read_only: String = sqlx::query_scalar("SHOW transaction_read_only")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(OpenError::Open)?;
+            if read_only == "on" {
+                return Err(OpenError::ReadOnly);
+            }
+        }
         if let Some(schema) = schema {
-            if !valid_schema(schema) {
-                return Err(OpenError::BadSchema);
-            }
-            // The name is a checked identifier, so it can be spliced in.
-            let mut conn = sqlx::ConnectOptions::connect(&options)
+            if mode == OpenMode::Create {
+                // The name is a checked identifier, so it can be spliced in.
+                let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .execute(&mut conn)
+                    .await;
+                match created {
+                    Ok(_) => {}
+                    // Two instances starting at once both try to create it; the
+                    // loser's unique violation means the schema now exists.
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
+                    Err(e) => return Err(OpenError::Open(e)),
+                }
+            } else {
+                let exists: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                )
+                .bind(schema)
+                .fetch_one(&mut conn)
                 .await
                 .map_err(OpenError::Open)?;
-            let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .execute(&mut conn)
-                .await;
-            match created {
-                Ok(_) => {}
-                // Two instances starting at once both try to create it; the
-                // loser's unique violation means the schema now exists.
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {}
-                Err(e) => return Err(OpenError::Open(e)),
+                if !exists {
+                    return Err(OpenError::NoSchema(schema.to_owned()));
+                }
             }
-            sqlx::Connection::close(conn)
-                .await
-                .map_err(OpenError::Open)?;
             options = options.options([("search_path", schema)]);
         }
+        if mode != OpenMode::Create {
+            let table = match schema {
+                Some(schema) => format!("{schema}._sqlx_migrations"),
+                None => "_sqlx_migrations".to_owned(),
+            };
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&table)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(OpenError::Open)?;
+            if !exists {
+                return Err(OpenError::NotTessera(schema.map(str::to_owned)));
+            }
+            let applied: Vec<i64> =
+                sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE success"))
+                    .fetch_all(&mut conn)
+                    .await
+                    .map_err(OpenError::Open)?;
+            let pending = MIGRATIONS
+                .0
+                .iter()
+                .any(|(version, _, _)| !applied.contains(version));
+            if mode == OpenMode::ReadOnly && pending {
+                return Err(OpenError::Outdated);
+            }
+        }
+        sqlx::Connection::close(conn)
+            .await
+            .map_err(OpenError::Open)?;
         let pool = PgPoolOptions::new()
             .max_connections(pool.max_connections)
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(OpenError::Open)?;
-        sqlx::migrate::Migrator::new(MIGRATIONS)
-            .await
-            .map_err(OpenError::Migrate)?
-            .run(&pool)
-            .await
-            .map_err(OpenError::Migrate)?;
+        if mode != OpenMode::ReadOnly {
+            let migrated = match sqlx::migrate::Migrator::new(MIGRATIONS).await {
+                Ok(migrator) => migrator.run(&pool).await,
+                Err(e) => Err(e),
+            };
+            migrated.map_err(OpenError::Migrate)?;
+        }
         Ok(Self {
             pool,
             schema: schema.map(str::to_owned),

@@ -2,12 +2,14 @@
 //!
 //! Opened with write-ahead logging and `synchronous = FULL`, so a write that
 //! tessera acknowledged survives a crash or power loss, and readers never wait
-//! for the writer. Migrations embedded in the binary run on open. Every
+//! for the writer. Migrations embedded in the binary run on open (unless it is
+//! opened read-only, which creates and writes nothing). Every
 //! compare-and-set is one SQL statement (`INSERT … ON CONFLICT … RETURNING`,
 //! `UPDATE … WHERE`), so concurrent requests cannot lose updates.
 //!
 //! Times are stored as Unix milliseconds.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
@@ -32,19 +34,76 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// Why the database could not be opened.
+/// How [`SqliteStore::open_with`] treats the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the file if it is missing and apply pending migrations (what
+    /// `tessera serve` does).
+    Create,
+    /// The file must exist and hold a tessera database; pending migrations
+    /// are applied. For commands that change an existing installation.
+    Existing,
+    /// The file must exist and hold a fully migrated tessera database. It is
+    /// opened read-only: nothing is created, migrated or written.
+    ReadOnly,
+}
+
+/// Why the database could not be opened. Every message names the file.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// The URL is not a `sqlite:` URL sqlx understands.
-    #[error("not a valid SQLite URL: {0}")]
-    BadUrl(#[source] sqlx::Error),
+    #[error("not a valid SQLite URL: {}", describe(.0))]
+    BadUrl(sqlx::Error),
     /// The file could not be opened or created.
-    #[error("cannot open the database: {0}")]
-    Open(#[source] sqlx::Error),
+    #[error("{0}")]
+    Open(CannotOpen),
+    /// The file does not exist, and the mode does not create it.
+    #[error("there is no database at {}", .0.display())]
+    Missing(PathBuf),
+    /// The file (or its directory) cannot be written.
+    #[error("the database {} is read-only: {}", .path.display(), if *.by_url {
+        "remove mode=ro from the URL"
+    } else {
+        "make the file, and the directory it is in, writable by the user tessera runs as"
+    })]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// Whether the URL asked for it (`?mode=ro`).
+        by_url: bool,
+    },
+    /// The file is an SQLite database without tessera's tables.
+    #[error("{} is not a tessera database (it has none of tessera's tables)", .0.display())]
+    NotTessera(PathBuf),
+    /// The file was made by an older tessera and is not migrated yet (only
+    /// [`OpenMode::ReadOnly`], which does not migrate).
+    #[error(
+        "the database {} was made by an older tessera and is not migrated yet: \
+         start `tessera serve` on it once, which migrates it",
+        .0.display()
+    )]
+    Outdated(PathBuf),
     /// A migration failed.
-    #[error("cannot migrate the database: {0}")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot migrate the database {}: {}", .path.display(), describe_migrate(.error))]
+    Migrate {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        error: sqlx::migrate::MigrateError,
+    },
+}
+
+/// The file could not be opened, with the likely reason.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the database {}: {reason}", .path.display())]
+pub struct CannotOpen {
+    /// The file.
+    pub path: PathBuf,
+    /// Why, in words, with the fix where there is one.
+    pub reason: String,
+    /// What SQLite or the operating system said.
+    pub error: sqlx::Error,
 }
 
 /// The migrations in `migrations/`, embedded in the binary.
@@ -54,31 +113,199 @@ const MIGRATIONS: tessera_store::sqlx_migrations::Embedded =
         (2, "tokens", include_str!("../migrations/0002_tokens.sql")),
     ]);
 
+/// SQLite's primary result code of a database error (`SQLITE_READONLY` is 8).
+fn sqlite_code(e: &sqlx::Error) -> Option<i64> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
+/// What went wrong, once (sqlx repeats SQLite's message in its source).
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLite error {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Configuration(c) => c.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn describe_migrate(e: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::VersionMissing(v) => format!(
+            "it was migrated by a newer tessera (migration {v} is unknown to this one); \
+             run that version, or restore a backup made before it"
+        ),
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => describe(e),
+        other => other.to_string(),
+    }
+}
+
+/// Why SQLite could not open `path`, from its result code or the file system.
+fn open_reason(path: &Path, e: &sqlx::Error) -> String {
+    match sqlite_code(e) {
+        Some(26) => return "it is not an SQLite database".to_owned(),
+        Some(11) => return format!("the file is damaged: {}", describe(e)),
+        Some(13) => return "the disk is full".to_owned(),
+        Some(5 | 6) => {
+            return "another process kept it locked for more than 5 s".to_owned();
+        }
+        _ => {}
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return "it is a directory; name a file in it, such as tessera.db".to_owned();
+    }
+    match std::fs::metadata(dir) {
+        Err(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            return format!(
+                "the directory {} does not exist; create it first",
+                dir.display()
+            );
+        }
+        Ok(m) if !m.is_dir() => return format!("{} is not a directory", dir.display()),
+        _ => {}
+    }
+    match std::fs::File::open(path) {
+        Err(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            "permission denied: make it readable and writable by the user tessera runs as"
+                .to_owned()
+        }
+        Err(io) if io.kind() == std::io::ErrorKind::NotFound => format!(
+            "cannot create it in {} ({}); is the directory writable by the user tessera runs as?",
+            dir.display(),
+            describe(e)
+        ),
+        _ => describe(e),
+    }
+}
+
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 impl SqliteStore {
+    /// The file a `sqlite:` URL names, as sqlx reads it; `None` for an
+    /// in-memory database or a URL that is not valid.
+    pub fn file_of(url: &str) -> Option<PathBuf> {
+        if in_memory(url) {
+            return None;
+        }
+        let options = SqliteConnectOptions::from_str(url).ok()?;
+        Some(options.get_filename().to_path_buf())
+    }
+
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`,
-    /// `sqlite:PATH` or `sqlite::memory:`) and applies pending migrations.
+    /// `sqlite:PATH` or `sqlite::memory:`) and applies pending migrations:
+    /// [`OpenMode::Create`].
     pub async fn open(url: &str) -> Result<Self, OpenError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(OpenError::BadUrl)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+        Self::open_with(url, OpenMode::Create).await
+    }
+
+    /// Opens the database at `url` as `mode` says. An in-memory database is
+    /// always created and migrated (nothing of it reaches the disk).
+    pub async fn open_with(url: &str, mode: OpenMode) -> Result<Self, OpenError> {
+        let options = SqliteConnectOptions::from_str(url).map_err(OpenError::BadUrl)?;
+        let memory = in_memory(url);
+        let mode = if memory { OpenMode::Create } else { mode };
+        let path = options.get_filename().to_path_buf();
+        let by_url = url
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=ro"));
+        let failed = |e: sqlx::Error| {
+            if sqlite_code(&e) == Some(8) {
+                OpenError::ReadOnly {
+                    path: path.clone(),
+                    by_url,
+                }
+            } else {
+                OpenError::Open(CannotOpen {
+                    path: path.clone(),
+                    reason: open_reason(&path, &e),
+                    error: e,
+                })
+            }
+        };
+        let migrator = sqlx::migrate::Migrator::new(MIGRATIONS)
+            .await
+            .map_err(|error| OpenError::Migrate {
+                path: path.clone(),
+                error,
+            })?;
+        if mode != OpenMode::Create
+            && let Err(e) = std::fs::metadata(&path)
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            return Err(OpenError::Missing(path));
+        }
+        let options = options
             .busy_timeout(StdDuration::from_secs(5))
             .foreign_keys(true);
+        let options = match mode {
+            OpenMode::Create => options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full),
+            OpenMode::Existing => options
+                .create_if_missing(false)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full),
+            OpenMode::ReadOnly => options.create_if_missing(false).read_only(true),
+        };
         // An in-memory database exists per connection: keep exactly one.
-        let max = if url.contains(":memory:") { 1 } else { 8 };
+        let max = if memory { 1 } else { 8 };
         let pool = SqlitePoolOptions::new()
             .max_connections(max)
             .acquire_timeout(StdDuration::from_secs(5))
             .connect_with(options)
             .await
-            .map_err(OpenError::Open)?;
-        sqlx::migrate::Migrator::new(MIGRATIONS)
-            .await
-            .map_err(OpenError::Migrate)?
-            .run(&pool)
-            .await
-            .map_err(OpenError::Migrate)?;
+            .map_err(failed)?;
+        if mode != OpenMode::Create {
+            let applied = match applied_migrations(&pool).await {
+                Ok(Some(applied)) => applied,
+                Ok(None) => return Err(OpenError::NotTessera(path)),
+                Err(e) => return Err(failed(e)),
+            };
+            let pending = migrator
+                .iter()
+                .any(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version));
+            if mode == OpenMode::ReadOnly {
+                return if pending {
+                    Err(OpenError::Outdated(path))
+                } else {
+                    Ok(Self { pool })
+                };
+            }
+        }
+        // SQLite opens a file it may not write read-only without a word, and
+        // the first write fails much later: try one now, and roll it back.
+        probe_writable(&pool).await.map_err(failed)?;
+        migrator.run(&pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(e)
+            | sqlx::migrate::MigrateError::ExecuteMigration(e, _)
+                if sqlite_code(&e) == Some(8) =>
+            {
+                OpenError::ReadOnly {
+                    path: path.clone(),
+                    by_url,
+                }
+            }
+            error => OpenError::Migrate {
+                path: path.clone(),
+                error,
+            },
+        })?;
         Ok(Self { pool })
     }
 
@@ -86,6 +313,36 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// The versions of the migrations applied so far, or `None` when the
+/// database has no migration table (it is not tessera's).
+async fn applied_migrations(pool: &SqlitePool) -> Result<Option<Vec<i64>>, sqlx::Error> {
+    let exists: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let versions = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(pool)
+        .await?;
+    Ok(Some(versions))
+}
+
+/// Fails with `SQLITE_READONLY` when the database cannot be written; changes
+/// nothing (the write is rolled back).
+async fn probe_writable(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query(&format!("PRAGMA user_version = {version}"))
+        .execute(&mut *tx)
+        .await?;
+    tx.rollback().await
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
