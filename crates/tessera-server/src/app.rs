@@ -9,9 +9,11 @@ use tessera_core::SessionPolicy;
 use tessera_core::jwt::TokenRules;
 use tessera_core::password::HashCost;
 use tessera_store::{KeyStore, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore};
-use tessera_store_postgres::{PoolOptions, PostgresStore};
+use tessera_store_postgres::{
+    OpenError as PostgresOpenError, OpenMode as PostgresMode, PoolOptions, PostgresStore,
+};
 use tessera_store_redis::RedisStore;
-use tessera_store_sqlite::SqliteStore;
+use tessera_store_sqlite::{OpenError as SqliteOpenError, OpenMode as SqliteMode, SqliteStore};
 
 use crate::cookies::CookieConfig;
 use crate::keys::Keys;
@@ -41,43 +43,171 @@ pub struct Stores {
 #[error("{0}")]
 pub struct StoreSetupError(pub String);
 
-fn setup_error(setting: &str, flag: &str, env: &str, e: &dyn std::error::Error) -> StoreSetupError {
+/// An error and its sources on one line, each cause once: sqlx, for one,
+/// repeats a database's message in its source.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn database_error(problem: impl std::fmt::Display) -> StoreSetupError {
     StoreSetupError(format!(
-        "invalid setting {setting} (--{flag} / {env}): {}",
-        crate::error::error_chain(e)
+        "invalid setting database (--database / TESSERA_DATABASE_URL): {problem}"
     ))
 }
 
-impl Stores {
-    /// Opens the backends the settings name. This is the only place that
-    /// knows which concrete stores exist: the database (SQLite or
-    /// PostgreSQL) holds users and keys, and sessions, refresh tokens and
-    /// failure counters unless Redis is configured for them.
-    pub async fn open(settings: &Settings) -> Result<Self, StoreSetupError> {
-        let db_err = |e: &dyn std::error::Error| {
-            setup_error("database", "database", "TESSERA_DATABASE_URL", e)
-        };
-        let mut stores = match &settings.database {
-            DatabaseUrl::Sqlite(url) => Self::all_in(Arc::new(
-                SqliteStore::open(url).await.map_err(|e| db_err(&e))?,
-            )),
+/// What a command may do to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Create it if it is missing, and migrate it: `serve`, `user add`.
+    Create,
+    /// It must exist; migrate it and write to it: `user delete`, `keys rotate`.
+    Existing,
+    /// It must exist; create, migrate and write nothing: `user list`,
+    /// `keys list`, `token decode`.
+    ReadOnly,
+}
+
+/// Longest wait for PostgreSQL to answer while opening (its first
+/// connection has no time limit of its own).
+const POSTGRES_OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The database alone: users and keys always live there. (Sessions,
+/// refresh tokens and failure counters may live in Redis; [`Stores`] has
+/// them.)
+pub struct Database {
+    /// Accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Signing keys and server secrets.
+    pub keys: Arc<dyn KeyStore>,
+    /// Which database, for messages (see [`Settings::database_shown`]).
+    pub shown: String,
+    /// Whether opening it created it (a new SQLite file).
+    pub created: bool,
+    all: Stores,
+}
+
+impl Database {
+    /// Opens the database the settings name, as `access` allows. An error
+    /// names the database, what is wrong and what to do.
+    pub async fn open(settings: &Settings, access: Access) -> Result<Self, StoreSetupError> {
+        let shown = settings.database_shown();
+        let (all, created) = match &settings.database {
+            DatabaseUrl::Sqlite(url) => {
+                let existed = SqliteStore::file_of(url).is_none_or(|path| path.exists());
+                let mode = match access {
+                    Access::Create => SqliteMode::Create,
+                    Access::Existing => SqliteMode::Existing,
+                    Access::ReadOnly => SqliteMode::ReadOnly,
+                };
+                let store = SqliteStore::open_with(url, mode)
+                    .await
+                    .map_err(|e| sqlite_error(e, &shown))?;
+                (Stores::all_in(Arc::new(store)), !existed)
+            }
             DatabaseUrl::Postgres(url) => {
                 let pool = PoolOptions {
                     max_connections: settings.database_max_connections,
                     ..PoolOptions::default()
                 };
+                let mode = match access {
+                    Access::Create => PostgresMode::Create,
+                    Access::Existing => PostgresMode::Existing,
+                    Access::ReadOnly => PostgresMode::ReadOnly,
+                };
                 let schema = settings.database_schema.as_deref();
-                let store = PostgresStore::open(url, schema, pool)
-                    .await
-                    .map_err(|e| db_err(&e))?;
-                Self::all_in(Arc::new(store))
+                let opened = tokio::time::timeout(
+                    POSTGRES_OPEN_TIMEOUT,
+                    PostgresStore::open_with(url, schema, pool, mode),
+                )
+                .await
+                .map_err(|_| {
+                    database_error(format!(
+                        "{shown}: no answer within {} s: is the host reachable, and PostgreSQL \
+                         listening on that port?",
+                        POSTGRES_OPEN_TIMEOUT.as_secs()
+                    ))
+                })?;
+                let store = opened.map_err(|e| postgres_error(e, &shown))?;
+                (Stores::all_in(Arc::new(store)), false)
             }
         };
+        if created {
+            tracing::info!(database = %shown, "created a new database");
+        }
+        Ok(Self {
+            users: all.users.clone(),
+            keys: all.keys.clone(),
+            shown,
+            created,
+            all,
+        })
+    }
+}
+
+fn sqlite_error(e: SqliteOpenError, shown: &str) -> StoreSetupError {
+    match e {
+        SqliteOpenError::Missing(_) => database_error(format!(
+            "there is no database at {shown}, and this command creates none: run it in the \
+             directory where the server keeps its tessera.db, or name the database with \
+             --database sqlite://PATH (or --config FILE)"
+        )),
+        SqliteOpenError::NotTessera(_) => database_error(format!(
+            "{e}: is --database pointing at the file the server uses?"
+        )),
+        e => database_error(e),
+    }
+}
+
+fn postgres_error(e: PostgresOpenError, shown: &str) -> StoreSetupError {
+    match e {
+        PostgresOpenError::BadSchema => StoreSetupError(format!(
+            "invalid setting database_schema (--database-schema / TESSERA_DATABASE_SCHEMA): {e}"
+        )),
+        PostgresOpenError::NoSchema(_) | PostgresOpenError::NotTessera(_) => {
+            database_error(format!(
+                "{shown}: {e}, and this command creates nothing: `tessera serve` creates the \
+                 schema and tables on its first start; or is --database-schema \
+                 (TESSERA_DATABASE_SCHEMA) wrong?"
+            ))
+        }
+        e => database_error(format!("{shown}: {e}")),
+    }
+}
+
+impl Stores {
+    /// Opens the backends the settings name, creating and migrating the
+    /// database if needed (what `serve` does). This is the only place that
+    /// knows which concrete stores exist: the database (SQLite or
+    /// PostgreSQL) holds users and keys, and sessions, refresh tokens and
+    /// failure counters unless Redis is configured for them.
+    pub async fn open(settings: &Settings) -> Result<Self, StoreSetupError> {
+        Self::open_with(settings, Access::Create).await
+    }
+
+    /// Opens the database as `access` allows, then Redis, if set.
+    pub async fn open_with(settings: &Settings, access: Access) -> Result<Self, StoreSetupError> {
+        let mut stores = Database::open(settings, access).await?.all;
         if let Some(url) = &settings.redis {
             let redis = Arc::new(
                 RedisStore::open(url, &settings.redis_prefix)
                     .await
-                    .map_err(|e| setup_error("redis", "redis", "TESSERA_REDIS_URL", &e))?,
+                    .map_err(|e| {
+                        StoreSetupError(format!(
+                            "invalid setting redis (--redis / TESSERA_REDIS_URL): {}: {}",
+                            crate::settings::redact_url(url),
+                            one_line(&e)
+                        ))
+                    })?,
             );
             stores.sessions = redis.clone();
             stores.refresh = redis.clone();

@@ -1,17 +1,19 @@
-//! The `tessera` command line: `serve`, `user add|list`, `config check`.
+//! The `tessera` command line: `serve`, `user add|delete|list`,
+//! `config check`, `keys rotate|list`, `token decode`. Every command takes
+//! `serve`'s settings flags, and its help shows those it uses.
 
 use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use rand_core::OsRng;
 use tessera_core::password::{HashCost, Hasher};
 use tessera_core::{Password, Username, ids};
 use tessera_store::{StoreError, UserRecord};
 
-use crate::app::Stores;
+use crate::app::{Access, Database, Stores};
 use crate::handlers::rfc3339;
-use crate::settings::{Settings, SettingsArgs};
+use crate::settings::{AllSettingsArgs, Settings, SettingsArgs};
 
 /// tessera: sessions and tokens, done properly.
 ///
@@ -36,7 +38,7 @@ pub enum Command {
     /// Prints `tessera listening on http://ADDR` when ready; stops gracefully on
     /// SIGINT and SIGTERM. An invalid setting stops the start with one line
     /// naming it and exit code 2.
-    Serve(Box<SettingsArgs>),
+    Serve(Box<AllSettingsArgs>),
     /// Manage user accounts in the database.
     #[command(subcommand)]
     User(UserCommand),
@@ -57,9 +59,11 @@ pub enum KeysCommand {
     /// Make a new signing key current. The old key stays in the JWKS and keeps
     /// verifying until the last token it signed has expired (access_ttl +
     /// leeway); running servers pick up the new key within --key-refresh.
-    Rotate(Box<SettingsArgs>),
-    /// List the signing keys and their status.
-    List(Box<SettingsArgs>),
+    /// The database must exist already.
+    Rotate(Box<AllSettingsArgs>),
+    /// List the signing keys and their status. Reads the database only: it
+    /// must exist, and nothing is created.
+    List(Box<AllSettingsArgs>),
 }
 
 /// `tessera token …`.
@@ -68,8 +72,8 @@ pub enum TokenCommand {
     /// Print a JWT's header and claims with readable times, then whether to
     /// believe it: verified, or why not (bad signature, expired 3 minutes ago,
     /// unknown kid, wrong audience…). Keys come from the local database by
-    /// default, or from --jwks, or --secret for HS256. Exit code 0 when
-    /// verified, 1 when not.
+    /// default (read only: it must exist, and nothing is created), or from
+    /// --jwks, or --secret for HS256. Exit code 0 when verified, 1 when not.
     Decode(Box<DecodeArgs>),
 }
 
@@ -87,7 +91,7 @@ pub struct DecodeArgs {
     pub secret: Option<String>,
     /// Issuer, audience, leeway, database and master key to check against.
     #[command(flatten)]
-    pub settings: SettingsArgs,
+    pub settings: AllSettingsArgs,
 }
 
 /// `tessera user …`.
@@ -95,36 +99,124 @@ pub struct DecodeArgs {
 pub enum UserCommand {
     /// Create a user. The password is read from standard input (one line), or
     /// asked for twice when standard input is a terminal; never from a flag.
+    /// Creates the database if there is none yet.
     Add {
         /// The username: 3 to 64 characters of letters, digits, '_', '.', '@', '-'.
         name: String,
         /// Where the database is.
         #[command(flatten)]
-        settings: Box<SettingsArgs>,
+        settings: Box<AllSettingsArgs>,
     },
     /// Delete a user and revoke every session and token family they have:
-    /// their access tokens are refused by this server at once.
+    /// their access tokens are refused by this server at once. The database
+    /// must exist already.
     Delete {
         /// The username (any case).
         name: String,
-        /// Where the database is.
+        /// Where the database (and Redis) is.
         #[command(flatten)]
-        settings: Box<SettingsArgs>,
+        settings: Box<AllSettingsArgs>,
     },
-    /// List every user: id, username, creation time.
+    /// List every user: id, username, creation time. Reads the database
+    /// only: it must exist, and nothing is created.
     List {
         /// Where the database is.
         #[command(flatten)]
-        settings: Box<SettingsArgs>,
+        settings: Box<AllSettingsArgs>,
     },
 }
 
 /// `tessera config …`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate the settings (flags, environment, file) without starting, and
-    /// print the result with secrets hidden.
-    Check(Box<SettingsArgs>),
+    /// Validate the settings (flags, environment, file) as `serve` would,
+    /// without starting or contacting the database, and print the result
+    /// with secrets hidden.
+    Check(Box<AllSettingsArgs>),
+}
+
+/// Where the database is.
+const DATABASE: &[&str] = &["config", "database", "database_schema"];
+/// The database, and Redis, where a user's sessions may be.
+const DATABASE_AND_REDIS: &[&str] = &[
+    "config",
+    "database",
+    "database_schema",
+    "redis",
+    "redis_prefix",
+];
+/// What `keys list` reads: the keys, and how long superseded ones stay.
+const KEYS_LIST: &[&str] = &[
+    "config",
+    "database",
+    "database_schema",
+    "jwt_alg",
+    "leeway",
+    "access_ttl",
+    "key_refresh",
+];
+/// What `keys rotate` reads: as `keys list`, and the master key.
+const KEYS_ROTATE: &[&str] = &[
+    "config",
+    "database",
+    "database_schema",
+    "master_key",
+    "jwt_alg",
+    "leeway",
+    "access_ttl",
+    "key_refresh",
+];
+/// What `token decode` checks a token against.
+const TOKEN_DECODE: &[&str] = &[
+    "config",
+    "database",
+    "database_schema",
+    "master_key",
+    "issuer",
+    "audience",
+    "jwt_alg",
+    "leeway",
+];
+
+/// Hides from `cmd`'s help every settings flag but `shown`. The hidden ones
+/// are still accepted (and validated), so that a script may pass the same
+/// flags to every command, as to `serve`.
+fn show_only(cmd: clap::Command, shown: &[&str]) -> clap::Command {
+    let settings = crate::settings::known_settings().collect::<Vec<_>>();
+    let hidden: Vec<clap::Id> = cmd
+        .get_arguments()
+        .map(clap::Arg::get_id)
+        .filter(|id| settings.contains(&id.as_str()) && !shown.contains(&id.as_str()))
+        .cloned()
+        .collect();
+    hidden
+        .into_iter()
+        .fold(cmd, |cmd, id| cmd.mut_arg(id, |arg| arg.hide(true)))
+}
+
+/// The command line: [`Cli`], each command's help showing the settings
+/// flags it uses (`serve` and `config check` all of them).
+pub fn command() -> clap::Command {
+    Cli::command()
+        .mut_subcommand("user", |user| {
+            user.mut_subcommand("add", |c| show_only(c, DATABASE))
+                .mut_subcommand("list", |c| show_only(c, DATABASE))
+                .mut_subcommand("delete", |c| show_only(c, DATABASE_AND_REDIS))
+        })
+        .mut_subcommand("keys", |keys| {
+            keys.mut_subcommand("list", |c| show_only(c, KEYS_LIST))
+                .mut_subcommand("rotate", |c| show_only(c, KEYS_ROTATE))
+        })
+        .mut_subcommand("token", |token| {
+            token.mut_subcommand("decode", |c| show_only(c, TOKEN_DECODE))
+        })
+}
+
+/// Parses the process's arguments with [`command`]; prints help, the
+/// version or a usage error and exits as clap does.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -138,21 +230,36 @@ fn read_password() -> anyhow::Result<String> {
         Ok(first)
     } else {
         let mut line = String::new();
-        std::io::stdin()
+        let read = std::io::stdin()
             .lock()
             .read_line(&mut line)
             .context("reading the password from standard input")?;
+        if read == 0 {
+            bail!(
+                "standard input is empty: give the password on it as one line \
+                 (printf '%s\\n' \"$PASSWORD\" | tessera user add NAME), or run the command \
+                 in a terminal to be asked for it"
+            );
+        }
         let trimmed = line.strip_suffix('\n').unwrap_or(&line);
-        Ok(trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned())
+        let password = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+        if password.is_empty() {
+            bail!(
+                "the first line of standard input is empty: give the password on it, \
+                 or run the command in a terminal to be asked for it"
+            );
+        }
+        Ok(password.to_owned())
     }
 }
 
 /// `tessera user add NAME`.
-pub async fn user_add(name: &str, settings: SettingsArgs) -> anyhow::Result<()> {
+pub async fn user_add(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     let username = Username::parse(name).map_err(|e| anyhow::anyhow!("invalid username: {e}"))?;
+    let settings = Settings::resolve(args)?;
     let password =
         Password::parse(&read_password()?).map_err(|e| anyhow::anyhow!("invalid password: {e}"))?;
-    let stores = Stores::open(&Settings::resolve(settings)?).await?;
+    let db = Database::open(&settings, Access::Create).await?;
     let hasher = Hasher::new(HashCost::OWASP)?;
     let user = UserRecord {
         id: ids::user_id(&mut OsRng),
@@ -160,26 +267,36 @@ pub async fn user_add(name: &str, settings: SettingsArgs) -> anyhow::Result<()> 
         password_hash: hasher.hash(&password, &mut OsRng)?,
         created_at: crate::handlers::now(),
     };
-    match stores.users.create_user(&user).await {
+    match db.users.create_user(&user).await {
         Ok(()) => {
-            println!("created user {} ({})", user.username, user.id);
+            let new = if db.created { " (a new database)" } else { "" };
+            println!(
+                "created user {} ({}) in {}{new}",
+                user.username, user.id, db.shown
+            );
             Ok(())
         }
-        Err(StoreError::Conflict(_)) => bail!("the username {} is already taken", user.username),
-        Err(e) => Err(anyhow::Error::new(e).context("creating the user")),
+        Err(StoreError::Conflict(_)) => bail!(
+            "the username {} is already taken in {}",
+            user.username,
+            db.shown
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("creating the user in {}", db.shown))),
     }
 }
 
 /// `tessera user delete NAME`.
-pub async fn user_delete(name: &str, settings: SettingsArgs) -> anyhow::Result<()> {
-    let stores = Stores::open(&Settings::resolve(settings)?).await?;
+pub async fn user_delete(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args)?;
+    let stores = Stores::open_with(&settings, Access::Existing).await?;
+    let shown = settings.database_shown();
     let Some(user) = stores
         .users
         .user_by_username(name)
         .await
         .context("finding the user")?
     else {
-        bail!("there is no user {name}");
+        bail!("there is no user {name} in {shown}");
     };
     // Sessions first: if deleting the user then fails, nothing stays usable.
     let revoked = stores
@@ -193,7 +310,7 @@ pub async fn user_delete(name: &str, settings: SettingsArgs) -> anyhow::Result<(
         .await
         .context("deleting the user")?;
     println!(
-        "deleted user {} ({}); revoked {} session(s)",
+        "deleted user {} ({}) from {shown}; revoked {} session(s)",
         user.username,
         user.id,
         revoked.len()
@@ -201,12 +318,14 @@ pub async fn user_delete(name: &str, settings: SettingsArgs) -> anyhow::Result<(
     Ok(())
 }
 
-/// `tessera user list`.
-pub async fn user_list(settings: SettingsArgs) -> anyhow::Result<()> {
-    let stores = Stores::open(&Settings::resolve(settings)?).await?;
-    let users = stores.users.list_users().await.context("listing users")?;
+/// `tessera user list`: the users on standard output, and on standard error
+/// which database they are in.
+pub async fn user_list(args: SettingsArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args)?;
+    let db = Database::open(&settings, Access::ReadOnly).await?;
+    let users = db.users.list_users().await.context("listing users")?;
     println!("{:<26}  {:<64}  CREATED", "ID", "USERNAME");
-    for u in users {
+    for u in &users {
         println!(
             "{:<26}  {:<64}  {}",
             u.id,
@@ -214,5 +333,50 @@ pub async fn user_list(settings: SettingsArgs) -> anyhow::Result<()> {
             rfc3339(u.created_at)
         );
     }
+    match users.len() {
+        0 => eprintln!(
+            "no users in {}: add one with `tessera user add NAME`, or register with POST /v1/users",
+            db.shown
+        ),
+        1 => eprintln!("1 user in {}", db.shown),
+        n => eprintln!("{n} users in {}", db.shown),
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        super::command().debug_assert();
+    }
+
+    /// The variables of every command are the ones the misspelling check
+    /// knows, so that it never warns about a real one.
+    #[test]
+    fn every_variable_is_a_known_one() {
+        fn walk(cmd: &clap::Command, seen: &mut BTreeSet<String>) {
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    seen.insert(env.to_string_lossy().into_owned());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, seen);
+            }
+        }
+        let mut seen = BTreeSet::new();
+        walk(&Cli::command(), &mut seen);
+        let known: BTreeSet<String> = crate::settings::known_variables()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(seen, known);
+    }
 }

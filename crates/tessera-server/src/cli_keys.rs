@@ -9,29 +9,29 @@ use tessera_core::Refusal;
 use tessera_core::jwt::{Alg, KeyMaterial, KeyRing, TokenRules, peek};
 use time::{Duration, OffsetDateTime};
 
-use crate::app::Stores;
+use crate::app::{Access, Database};
 use crate::handlers::{now, rfc3339};
-use crate::keys::{Keys, is_published, master_key, new_stored_key};
+use crate::keys::{Keys, decrypt_context, does_not_decrypt, is_published, master_key};
 use crate::settings::{Settings, SettingsArgs};
 
 /// `tessera keys rotate`: a new current key; the old one stays published
 /// until the last token it signed has expired.
 pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
-    let stores = Stores::open(&settings).await?;
+    // The database must exist already: rotating the keys of a database made
+    // here by mistake would only start a second installation.
+    let db = Database::open(&settings, Access::Existing).await?;
     let now = now();
     // Opening checks the master key against the database before anything is
     // written; a wrong one is a setting error (exit 2), as for `serve`.
-    Keys::open(stores.keys.clone(), &settings, now)
+    let keys = Keys::open(db.keys.clone(), &settings, now)
         .await
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;
-    let master = master_key(&settings)?;
-    let key = new_stored_key(&master, settings.jwt_alg, now)?;
-    stores
-        .keys
+    let key = keys.new_key(now)?;
+    db.keys
         .rotate_key(&key)
         .await
-        .context("storing the new key")?;
+        .with_context(|| format!("storing the new key in {}", db.shown))?;
     let keep = settings.key_publication();
     println!(
         "new {} key {} is current; the previous one stays published until {} (access_ttl + leeway + key_refresh). \
@@ -45,12 +45,15 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
 }
 
 /// `tessera keys list`.
+/// The keys on standard output, and on standard error which database they
+/// are in.
 pub async fn list(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
-    let stores = Stores::open(&settings).await?;
+    let db = Database::open(&settings, Access::ReadOnly).await?;
     let keep = settings.key_publication();
     let now = now();
-    let keys = stores.keys.keys().await.context("reading keys")?;
+    let keys = db.keys.keys().await.context("reading keys")?;
+    let count = keys.len();
     println!("{:<44}  {:<6}  {:<24}  STATUS", "KID", "ALG", "CREATED");
     for k in keys {
         let status = match k.superseded_at {
@@ -67,6 +70,14 @@ pub async fn list(args: SettingsArgs) -> anyhow::Result<()> {
             k.alg,
             rfc3339(k.created_at)
         );
+    }
+    match count {
+        0 => eprintln!(
+            "no signing keys in {}: `tessera serve` makes the first on its first start",
+            db.shown
+        ),
+        1 => eprintln!("1 signing key in {}", db.shown),
+        n => eprintln!("{n} signing keys in {}", db.shown),
     }
     Ok(())
 }
@@ -135,17 +146,20 @@ async fn load_jwks(source: &str) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(&text).context("the JWK set is not JSON")
 }
 
+/// The keys of the database, which is only read: it must exist, and
+/// neither it nor a key file is created.
 async fn database_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
-    let stores = Stores::open(settings).await?;
+    let db = Database::open(settings, Access::ReadOnly).await?;
     let master = master_key(settings)?;
+    let context = decrypt_context(settings);
     let mut keys = Vec::new();
-    for k in stores.keys.keys().await.context("reading keys")? {
+    for k in db.keys.keys().await.context("reading keys")? {
         let Some(alg) = Alg::parse(&k.alg) else {
             continue;
         };
         let private = master
             .open(&k.kid, &k.sealed_private)
-            .map_err(|_| anyhow::anyhow!("the master key does not decrypt key {}", k.kid))?;
+            .map_err(|_| does_not_decrypt(&format!("signing key {}", k.kid), &context))?;
         keys.push(KeyMaterial {
             kid: k.kid,
             alg,
@@ -153,9 +167,32 @@ async fn database_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
         });
     }
     let Some((first, rest)) = keys.split_first() else {
-        bail!("the database has no signing keys");
+        bail!(
+            "there are no signing keys in {}: is it the database the server uses? \
+             (`tessera serve` makes the first key on its first start)",
+            db.shown
+        );
     };
     Ok(KeyRing::new(first, rest)?)
+}
+
+/// What a tessera credential that is not a JWT is, for `token decode`.
+fn opaque_kind(token: &str) -> Option<&'static str> {
+    if token.starts_with(tessera_core::refresh::REFRESH_TOKEN_PREFIX) {
+        Some(
+            "a tessera refresh token (tsr_rt_…), not a JWT: it is opaque by design and carries \
+             no claims to decode. Only the server can say whether it is still valid: \
+             POST /v1/tokens/introspect (with the admin key) tells.",
+        )
+    } else if token.starts_with(tessera_core::secret::SESSION_SECRET_PREFIX) {
+        Some(
+            "a tessera session secret (tsr_ss_…, the session cookie's value), not a JWT: it is \
+             opaque by design and carries no claims to decode. Only the server can say whose \
+             session it is: GET /v1/me with it as the session cookie tells.",
+        )
+    } else {
+        None
+    }
 }
 
 /// `tessera token decode`: prints header and claims, then the verdict.
@@ -179,7 +216,11 @@ pub async fn decode(
     let settings = Settings::resolve(args)?;
     let now = now();
     let Some((header, claims)) = peek(token) else {
-        println!("not a JWT: expected three base64url parts separated by dots");
+        match opaque_kind(token) {
+            Some(kind) => println!("this is {kind}"),
+            None if token.is_empty() => println!("no token: give one, or pipe it in"),
+            None => println!("not a JWT: expected three base64url parts separated by dots"),
+        }
         return Ok(false);
     };
     println!("header:\n{}", serde_json::to_string_pretty(&header)?);
@@ -198,9 +239,20 @@ pub async fn decode(
     }
     let kid = header.get("kid").and_then(|v| v.as_str()).unwrap_or("");
     let ring = match source {
-        KeySource::Database => database_ring(&settings).await?,
-        KeySource::Jwks(src) => KeyRing::from_jwks(&load_jwks(&src).await?)?,
-        KeySource::Secret(secret) => KeyRing::from_hmac_secret(kid, secret.as_bytes()),
+        KeySource::Database => {
+            let ring = database_ring(&settings).await?;
+            println!("keys: the database {}", settings.database_shown());
+            ring
+        }
+        KeySource::Jwks(src) => {
+            let ring = KeyRing::from_jwks(&load_jwks(&src).await?)?;
+            println!("keys: the JWK set {src}");
+            ring
+        }
+        KeySource::Secret(secret) => {
+            println!("keys: the HS256 secret given with --secret");
+            KeyRing::from_hmac_secret(kid, secret.as_bytes())
+        }
     };
     // The algorithm comes from the key, never from the token's header.
     let alg = ring.alg_of(kid).unwrap_or(settings.jwt_alg);

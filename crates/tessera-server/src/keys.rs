@@ -2,7 +2,8 @@
 //!
 //! Keys live in the database, their private parts sealed under the master key
 //! (`--master-key`, or with SQLite a `0600` file `tessera.key` beside the
-//! database). On start the server makes sure a current key of the configured
+//! database, created only for a database that holds no keys yet: a database
+//! whose key file is missing is an error naming both, never a new key). On start the server makes sure a current key of the configured
 //! algorithm exists (one insert wins across instances), then loads the ring:
 //! the current key, which signs, plus every key superseded less than
 //! `access_ttl + leeway + key_refresh` ago, which still verifies and stays in
@@ -41,71 +42,175 @@ fn master_key_error(problem: impl Into<String>) -> SettingError {
 /// The file that holds the master key of an SQLite database without
 /// `--master-key`: `tessera.key` in the database's directory.
 fn key_file_for(sqlite_url: &str) -> Option<PathBuf> {
-    let path = sqlite_url
-        .strip_prefix("sqlite://")
-        .or_else(|| sqlite_url.strip_prefix("sqlite:"))?;
-    let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path.contains(":memory:") {
-        return None;
-    }
-    let dir = Path::new(path)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let path = tessera_store_sqlite::SqliteStore::file_of(sqlite_url)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Some(dir.join("tessera.key"))
 }
 
-/// Finds the master key: the setting, else (SQLite only) the key file,
-/// created with mode `0600` on first use.
-pub fn master_key(settings: &Settings) -> Result<MasterKey, SettingError> {
+/// Where the master key comes from.
+enum KeySource {
+    /// `--master-key` / `TESSERA_MASTER_KEY` (or the file's `master_key`).
+    Setting(MasterKey),
+    /// The key file beside an SQLite database.
+    File(PathBuf),
+    /// An in-memory database: a key that lives as long as the process.
+    Throwaway,
+}
+
+fn key_source(settings: &Settings) -> Result<KeySource, SettingError> {
     if let Some(hex) = &settings.master_key {
-        return MasterKey::from_hex(hex.expose()).map_err(|e| master_key_error(e.to_string()));
+        return MasterKey::from_hex(hex.expose())
+            .map(KeySource::Setting)
+            .map_err(|e| master_key_error(e.to_string()));
     }
     let url = match &settings.database {
         DatabaseUrl::Sqlite(url) => url,
-        DatabaseUrl::Postgres(_) => return Err(master_key_error("required with PostgreSQL")),
+        DatabaseUrl::Postgres(_) => {
+            return Err(master_key_error(
+                "required with PostgreSQL, and the same on every instance: \
+                 make one with `openssl rand -hex 32` and set it in TESSERA_MASTER_KEY",
+            ));
+        }
     };
-    let Some(path) = key_file_for(url) else {
-        tracing::warn!(
-            "in-memory database without --master-key: keys are sealed with a throwaway master key"
-        );
-        return MasterKey::from_hex(&MasterKey::generate_hex(&mut OsRng))
-            .map_err(|e| master_key_error(e.to_string()));
-    };
-    read_or_create_key_file(&path)
+    Ok(match key_file_for(url) {
+        Some(path) => KeySource::File(std::path::absolute(&path).unwrap_or(path)),
+        None => KeySource::Throwaway,
+    })
 }
 
-fn read_or_create_key_file(path: &Path) -> Result<MasterKey, SettingError> {
+fn throwaway() -> Result<MasterKey, SettingError> {
+    tracing::warn!(
+        "in-memory database without --master-key: keys are sealed with a throwaway master key"
+    );
+    MasterKey::from_hex(&MasterKey::generate_hex(&mut OsRng))
+        .map_err(|e| master_key_error(e.to_string()))
+}
+
+/// Reads the key file; `None` when it does not exist.
+fn read_key_file(path: &Path) -> Result<Option<MasterKey>, SettingError> {
     let shown = path.display();
     match std::fs::read_to_string(path) {
-        Ok(hex) => MasterKey::from_hex(&hex).map_err(|e| master_key_error(format!("{shown}: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let hex = MasterKey::generate_hex(&mut OsRng);
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options
-                .open(path)
-                .map_err(|e| master_key_error(format!("cannot create {shown}: {e}")))?;
-            file.write_all(hex.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| master_key_error(format!("cannot write {shown}: {e}")))?;
-            tracing::warn!(
-                path = %shown,
-                "created a master key file; keep it with the database, or set --master-key in production"
-            );
-            MasterKey::from_hex(&hex).map_err(|e| master_key_error(e.to_string()))
-        }
+        Ok(hex) => MasterKey::from_hex(&hex)
+            .map(Some)
+            .map_err(|e| master_key_error(format!("{shown}: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(master_key_error(format!("cannot read {shown}: {e}"))),
     }
+}
+
+/// Finds the master key and creates nothing: the setting, else (SQLite
+/// only) the key file, which must exist. For commands that only read.
+pub fn master_key(settings: &Settings) -> Result<MasterKey, SettingError> {
+    match key_source(settings)? {
+        KeySource::Setting(key) => Ok(key),
+        KeySource::Throwaway => throwaway(),
+        KeySource::File(path) => read_key_file(&path)?.ok_or_else(|| {
+            master_key_error(format!(
+                "there is no master key: {} does not exist beside the database {}, and \
+                 without it the signing keys in the database cannot be opened; restore \
+                 tessera.key from the backup kept with the database, or give the key with \
+                 --master-key",
+                path.display(),
+                settings.database_shown()
+            ))
+        }),
+    }
+}
+
+/// Finds the master key for a command that writes keys (`serve`, `keys
+/// rotate`): as [`master_key`], but a missing key file is created (mode
+/// `0600`) when the database holds no keys yet. A database that holds keys
+/// without its key file is an error naming both: a new key could not open
+/// them.
+pub async fn master_key_for_writing(
+    settings: &Settings,
+    store: &dyn KeyStore,
+) -> Result<MasterKey, KeyLoadError> {
+    let path = match key_source(settings)? {
+        KeySource::Setting(key) => return Ok(key),
+        KeySource::Throwaway => return Ok(throwaway()?),
+        KeySource::File(path) => path,
+    };
+    if let Some(key) = read_key_file(&path)? {
+        return Ok(key);
+    }
+    if !store.keys().await?.is_empty() {
+        return Err(master_key_error(format!(
+            "the database {} holds signing keys sealed under a master key, but {}, where that \
+             key is kept, does not exist; restore tessera.key from the backup kept \
+             with the database, or give the key with --master-key (a new key could not open \
+             them, so tessera makes none)",
+            settings.database_shown(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok(create_key_file(&path)?)
+}
+
+fn create_key_file(path: &Path) -> Result<MasterKey, SettingError> {
+    let shown = path.display();
+    let hex = MasterKey::generate_hex(&mut OsRng);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return read_key_file(path)?
+                .ok_or_else(|| master_key_error(format!("cannot read {shown}")));
+        }
+        Err(e) => return Err(master_key_error(format!("cannot create {shown}: {e}"))),
+    };
+    file.write_all(hex.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| master_key_error(format!("cannot write {shown}: {e}")))?;
+    tracing::warn!(
+        path = %shown,
+        "created a master key file; keep it with the database, or set --master-key in production"
+    );
+    MasterKey::from_hex(&hex).map_err(|e| master_key_error(e.to_string()))
+}
+
+/// Where the master key came from, for a message about a key that does not
+/// decrypt.
+fn key_origin(settings: &Settings) -> String {
+    match &settings.database {
+        _ if settings.master_key.is_some() => "the key from --master-key".to_owned(),
+        DatabaseUrl::Sqlite(url) => match key_file_for(url) {
+            Some(path) => format!(
+                "the key in {}",
+                std::path::absolute(&path).unwrap_or(path).display()
+            ),
+            None => "a throwaway key".to_owned(),
+        },
+        DatabaseUrl::Postgres(_) => "the key given".to_owned(),
+    }
+}
+
+/// Where a key that does not decrypt was looked for, for the message:
+/// "in the database X (the key in Y; was another master key used?)".
+pub fn decrypt_context(settings: &Settings) -> String {
+    format!(
+        "in the database {} ({}; was another master key used?)",
+        settings.database_shown(),
+        key_origin(settings)
+    )
+}
+
+/// The error for a master key that does not open `what`; `context` from
+/// [`decrypt_context`].
+pub fn does_not_decrypt(what: &str, context: &str) -> SettingError {
+    master_key_error(format!("it does not decrypt {what} {context}"))
 }
 
 /// Why keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyLoadError {
     /// The store failed.
-    #[error("reading signing keys: {0}")]
+    #[error("reading signing keys")]
     Store(#[from] tessera_store::StoreError),
     /// The master key does not open what is stored.
     #[error(transparent)]
@@ -125,15 +230,14 @@ impl KeyLoadError {
     }
 }
 
-fn unseal(master: &MasterKey, stored: &StoredKey) -> Result<KeyMaterial, KeyLoadError> {
+fn unseal(
+    master: &MasterKey,
+    stored: &StoredKey,
+    context: &str,
+) -> Result<KeyMaterial, KeyLoadError> {
     let private = master
         .open(&stored.kid, &stored.sealed_private)
-        .map_err(|_| {
-            master_key_error(format!(
-                "it does not decrypt signing key {} in the database (was another master key used?)",
-                stored.kid
-            ))
-        })?;
+        .map_err(|_| does_not_decrypt(&format!("signing key {}", stored.kid), context))?;
     let alg = Alg::parse(&stored.alg).ok_or_else(|| {
         tessera_core::jwt::KeyError::from_message(format!("unknown algorithm {}", stored.alg))
     })?;
@@ -176,6 +280,8 @@ pub struct Keys {
     refresh_secret: Vec<u8>,
     /// Unix milliseconds of the last reload, to rate-limit on-demand reloads.
     last_reload: AtomicI64,
+    /// Where the keys and the master key are, for a key that does not open.
+    context: String,
 }
 
 /// The least time between two reloads triggered by an unknown `kid`, so a
@@ -183,13 +289,16 @@ pub struct Keys {
 const ON_DEMAND_RELOAD_EVERY_MS: i64 = 1000;
 
 impl Keys {
-    /// Makes sure a current key exists, loads the ring and the refresh secret.
+    /// Makes sure a current key exists, loads the ring and the refresh
+    /// secret. Creates the master key file (SQLite without `--master-key`)
+    /// only for a database that holds no keys yet.
     pub async fn open(
         store: Arc<dyn KeyStore>,
         settings: &Settings,
         now: OffsetDateTime,
     ) -> Result<Self, KeyLoadError> {
-        let master = master_key(settings)?;
+        let master = master_key_for_writing(settings, store.as_ref()).await?;
+        let context = decrypt_context(settings);
         // The server secret doubles as the master-key check: a mismatched
         // master key cannot open it, and the start stops with a clear error.
         let mut candidate = [0u8; 32];
@@ -200,17 +309,15 @@ impl Keys {
                 &master.seal(REFRESH_SECRET, &candidate, &mut OsRng),
             )
             .await?;
-        let refresh_secret = master.open(REFRESH_SECRET, &sealed).map_err(|_| {
-            master_key_error(
-                "it does not decrypt the secrets in the database (was another master key used?)",
-            )
-        })?;
+        let refresh_secret = master
+            .open(REFRESH_SECRET, &sealed)
+            .map_err(|_| does_not_decrypt("the secrets", &context))?;
         let alg = settings.jwt_alg;
         store
             .ensure_current_key(&new_stored_key(&master, alg, now)?)
             .await?;
         let keep = settings.key_publication();
-        let ring = load_ring(store.as_ref(), &master, alg, keep, now).await?;
+        let ring = load_ring(store.as_ref(), &master, alg, keep, now, &context).await?;
         Ok(Self {
             store,
             master,
@@ -219,7 +326,14 @@ impl Keys {
             ring: RwLock::new(Arc::new(ring)),
             refresh_secret,
             last_reload: AtomicI64::new(to_ms(now)),
+            context,
         })
+    }
+
+    /// A new key of the configured algorithm, sealed under this master key,
+    /// for `tessera keys rotate`.
+    pub fn new_key(&self, now: OffsetDateTime) -> Result<StoredKey, KeyLoadError> {
+        new_stored_key(&self.master, self.alg, now)
     }
 
     /// The current ring.
@@ -238,7 +352,15 @@ impl Keys {
     /// keys whose last tokens have expired).
     pub async fn reload(&self, now: OffsetDateTime) -> Result<(), KeyLoadError> {
         self.last_reload.store(to_ms(now), Ordering::Relaxed);
-        let ring = load_ring(self.store.as_ref(), &self.master, self.alg, self.keep, now).await?;
+        let ring = load_ring(
+            self.store.as_ref(),
+            &self.master,
+            self.alg,
+            self.keep,
+            now,
+            &self.context,
+        )
+        .await?;
         let mut slot = self.ring.write().unwrap_or_else(|p| p.into_inner());
         *slot = Arc::new(ring);
         Ok(())
@@ -286,6 +408,7 @@ async fn load_ring(
     alg: Alg,
     keep: Duration,
     now: OffsetDateTime,
+    context: &str,
 ) -> Result<KeyRing, KeyLoadError> {
     let stored: Vec<StoredKey> = store
         .keys()
@@ -299,11 +422,11 @@ async fn load_ring(
         .ok_or_else(|| {
             tessera_core::jwt::KeyError::from_message(format!("no current {} key", alg.as_str()))
         })?;
-    let current = unseal(master, current)?;
+    let current = unseal(master, current, context)?;
     let others = stored
         .iter()
         .filter(|k| k.kid != current.kid)
-        .map(|k| unseal(master, k))
+        .map(|k| unseal(master, k, context))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(KeyRing::new(&current, &others)?)
 }

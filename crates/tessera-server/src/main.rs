@@ -3,16 +3,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use tessera_server::app::StoreSetupError;
+use tessera_server::app::{StoreSetupError, one_line};
 use tessera_server::cli::{Cli, Command, ConfigCommand, KeysCommand, TokenCommand, UserCommand};
 use tessera_server::cli_keys::{self, KeySource};
-use tessera_server::settings::{SettingError, Settings};
+use tessera_server::settings::{SettingError, Settings, SettingsArgs};
 use tessera_server::{cli, serve, telemetry};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse();
     telemetry::init_logging();
+    // A misspelt variable would otherwise be ignored without a word. Names
+    // only: a value may be a secret.
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for warning in tessera_server::settings::unknown_variables(names) {
+        tracing::warn!("{warning}");
+    }
     // One TLS crypto provider for every client (PostgreSQL, Redis, JWKS
     // fetches): aws-lc-rs, which already backs the JWT signatures.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -34,7 +39,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("tessera: {e:#}");
+            eprintln!("tessera: {}", one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -55,14 +60,20 @@ impl std::error::Error for NotVerified {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::serve(Settings::resolve(*args)?).await,
-        Command::User(UserCommand::Add { name, settings }) => cli::user_add(&name, *settings).await,
-        Command::User(UserCommand::List { settings }) => cli::user_list(*settings).await,
-        Command::User(UserCommand::Delete { name, settings }) => {
-            cli::user_delete(&name, *settings).await
+        Command::Serve(args) => serve::serve(Settings::resolve(SettingsArgs::from(*args))?).await,
+        Command::User(UserCommand::Add { name, settings }) => {
+            cli::user_add(&name, SettingsArgs::from(*settings)).await
         }
-        Command::Keys(KeysCommand::Rotate(args)) => cli_keys::rotate(*args).await,
-        Command::Keys(KeysCommand::List(args)) => cli_keys::list(*args).await,
+        Command::User(UserCommand::List { settings }) => {
+            cli::user_list(SettingsArgs::from(*settings)).await
+        }
+        Command::User(UserCommand::Delete { name, settings }) => {
+            cli::user_delete(&name, SettingsArgs::from(*settings)).await
+        }
+        Command::Keys(KeysCommand::Rotate(args)) => {
+            cli_keys::rotate(SettingsArgs::from(*args)).await
+        }
+        Command::Keys(KeysCommand::List(args)) => cli_keys::list(SettingsArgs::from(*args)).await,
         Command::Token(TokenCommand::Decode(args)) => {
             let args = *args;
             let source = match (args.jwks, args.secret) {
@@ -70,15 +81,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, Some(secret)) => KeySource::Secret(secret),
                 (None, None) => KeySource::Database,
             };
-            if cli_keys::decode(args.token, source, args.settings).await? {
+            let settings = SettingsArgs::from(args.settings);
+            if cli_keys::decode(args.token, source, settings).await? {
                 Ok(())
             } else {
                 Err(anyhow::Error::new(NotVerified))
             }
         }
         Command::Config(ConfigCommand::Check(args)) => {
-            let settings = Settings::resolve(*args)?;
-            println!("# settings are valid\n{}", settings.summary());
+            let settings = Settings::resolve(SettingsArgs::from(*args))?;
+            settings.check_serve()?;
+            println!(
+                "# settings are valid (the database and Redis were not contacted)\n{}",
+                settings.summary()
+            );
             Ok(())
         }
     }

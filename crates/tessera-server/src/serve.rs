@@ -1,5 +1,7 @@
-//! `tessera serve`: open the stores, bind, announce, serve until SIGINT or
-//! SIGTERM, then finish the requests in flight and close the stores.
+//! `tessera serve`: bind, open the stores, announce, serve until SIGINT or
+//! SIGTERM, then finish the requests in flight and close the stores. The
+//! port is bound first, so a start that fails on a busy port has created
+//! nothing (no database, no key file).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -11,23 +13,58 @@ use crate::app::{App, AppState, Stores};
 use crate::settings::{SettingError, Settings};
 use crate::telemetry;
 
+/// Why the port could not be bound, and what to do.
+fn listen_error(listen: SocketAddr, e: &std::io::Error) -> SettingError {
+    let problem = match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {listen}: the port is in use (another tessera?); stop that \
+             process or choose another address"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot listen on {listen}: permission denied (ports below 1024 need privileges); \
+             choose a port above 1023 and let a proxy listen on the low one"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {listen}: this machine has no such address; use 127.0.0.1, \
+             0.0.0.0 or one of its own addresses"
+        ),
+        _ => format!("cannot listen on {listen}: {e}"),
+    };
+    SettingError {
+        name: "listen",
+        flag: "listen",
+        env: "TESSERA_LISTEN",
+        problem,
+    }
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let stores = Stores::open(&settings).await?;
+    settings.check_serve()?;
     let listen = settings.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| listen_error(listen, &e))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    if settings.insecure_dev_cookies {
+        tracing::warn!(
+            "--insecure-dev-cookies: cookies without Secure, for plain HTTP on this machine only; \
+             never in production"
+        );
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "--allow-insecure-cookies-on-network: session and token cookies travel in clear \
+                 text to and from other machines"
+            );
+        }
+    }
+    let stores = Stores::open(&settings).await?;
     let metrics = telemetry::install_metrics();
     let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())
         .await
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;
     let app = App::new(settings, stores, keys, metrics)?;
-
-    let listener = TcpListener::bind(listen).await.map_err(|e| SettingError {
-        name: "listen",
-        flag: "listen",
-        env: "TESSERA_LISTEN",
-        problem: format!("cannot listen on {listen}: {e}"),
-    })?;
-    let addr = listener.local_addr().context("reading the bound address")?;
 
     let maintenance = tokio::spawn(maintain(app.clone()));
     let key_reload = tokio::spawn(reload_keys(app.clone()));

@@ -1,12 +1,15 @@
 //! Settings: one typed struct, resolved from flags, the environment and a TOML
 //! file, in that order of precedence.
 //!
-//! clap reads flags and environment variables into [`SettingsArgs`] (every
-//! value optional and kept as text); [`FileSettings`] reads the TOML file and
-//! rejects unknown keys; [`Settings::resolve`] merges them, applies the
-//! defaults of `docs/api.md` and validates everything in one place, so a bad
-//! value stops the start with one line naming the setting, whichever source it
-//! came from.
+//! clap reads flags and environment variables, in groups that head the help
+//! ([`DatabaseArgs`], [`AlgArgs`], …, all of them in [`AllSettingsArgs`]),
+//! into [`SettingsArgs`] (every value optional and kept as text);
+//! [`FileSettings`] reads the TOML file and rejects unknown keys;
+//! [`Settings::resolve`] merges them, applies the defaults of `docs/api.md`
+//! and validates everything in one place, so a bad value stops the start
+//! with one line naming the setting, whichever source it came from (and the
+//! file's line, when it came from the file). [`unknown_variables`] finds
+//! misspelt `TESSERA_*` variables, which would otherwise be ignored.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -29,51 +32,135 @@ pub struct SettingError {
     pub problem: String,
 }
 
-/// Settings as clap reads them from flags and environment variables.
-#[derive(Debug, Default, Clone, clap::Args)]
+/// Every setting as flags and environment variables give it: each value
+/// optional and kept as text, for [`Settings::resolve`]. Commands fill it
+/// from the groups of flags below.
+#[derive(Debug, Default, Clone)]
 pub struct SettingsArgs {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--database`.
+    pub database: Option<String>,
+    /// `--database-schema`.
+    pub database_schema: Option<String>,
+    /// `--database-max-connections`.
+    pub database_max_connections: Option<String>,
+    /// `--redis`.
+    pub redis: Option<String>,
+    /// `--redis-prefix`.
+    pub redis_prefix: Option<String>,
+    /// `--issuer`.
+    pub issuer: Option<String>,
+    /// `--audience`.
+    pub audience: Option<String>,
+    /// `--jwt-alg`.
+    pub jwt_alg: Option<String>,
+    /// `--refresh-grace`.
+    pub refresh_grace: Option<String>,
+    /// `--leeway`.
+    pub leeway: Option<String>,
+    /// `--master-key`.
+    pub master_key: Option<String>,
+    /// `--admin-key`.
+    pub admin_key: Option<String>,
+    /// `--insecure-dev-cookies`.
+    pub insecure_dev_cookies: Option<bool>,
+    /// `--allow-insecure-cookies-on-network`.
+    pub allow_insecure_cookies_on_network: Option<bool>,
+    /// `--disable-registration`.
+    pub disable_registration: Option<bool>,
+    /// `--trust-forwarded-for`.
+    pub trust_forwarded_for: Option<bool>,
+    /// `--access-ttl`.
+    pub access_ttl: Option<String>,
+    /// `--refresh-ttl`.
+    pub refresh_ttl: Option<String>,
+    /// `--session-idle`.
+    pub session_idle: Option<String>,
+    /// `--session-ttl`.
+    pub session_ttl: Option<String>,
+    /// `--key-refresh`.
+    pub key_refresh: Option<String>,
+}
+
+/// `--config`, which every command reads.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ConfigArgs {
     /// TOML file with settings; flags and environment variables win over it.
     #[arg(long, env = "TESSERA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address and port to listen on; port 0 picks a free port and prints it.
-    /// [default: 127.0.0.1:7480]
-    #[arg(long, env = "TESSERA_LISTEN", value_name = "ADDR")]
-    pub listen: Option<String>,
+}
+
+impl ConfigArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.config = self.config;
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Storage")]
+pub struct DatabaseArgs {
     /// Database for users and keys, and by default sessions and refresh
     /// tokens: sqlite://PATH or postgres://... [default: sqlite://tessera.db]
     #[arg(long, env = "TESSERA_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
-    /// PostgreSQL only: the schema tessera's tables live in (created if
-    /// missing), so one database can hold several installations.
+    /// PostgreSQL only: the schema tessera's tables live in (serve creates it
+    /// if missing), so one database can hold several installations.
     /// [default: the connection's default schema]
     #[arg(long, env = "TESSERA_DATABASE_SCHEMA", value_name = "NAME")]
     pub database_schema: Option<String>,
+}
+
+impl DatabaseArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.database = self.database;
+        to.database_schema = self.database_schema;
+    }
+}
+
+/// The server's connection pool.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Storage")]
+pub struct PoolArgs {
     /// PostgreSQL only: most connections this instance opens. [default: 10]
     #[arg(long, env = "TESSERA_DATABASE_MAX_CONNECTIONS", value_name = "N")]
     pub database_max_connections: Option<String>,
-    /// When set, sessions, refresh tokens and the revocation list live in Redis.
+}
+
+impl PoolArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.database_max_connections = self.database_max_connections;
+    }
+}
+
+/// Redis, where sessions may live.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Storage")]
+pub struct RedisArgs {
+    /// When set, sessions, refresh tokens and login-failure counters live in
+    /// Redis (users and keys stay in the database): redis://... or rediss://...
     #[arg(long, env = "TESSERA_REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
     /// Prefix of every Redis key, so several installations can share one
     /// Redis. [default: tessera]
     #[arg(long, env = "TESSERA_REDIS_PREFIX", value_name = "PREFIX")]
     pub redis_prefix: Option<String>,
-    /// `iss` of access tokens. [default: http://127.0.0.1:7480]
-    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
-    pub issuer: Option<String>,
-    /// `aud` of access tokens. [default: the issuer]
-    #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD")]
-    pub audience: Option<String>,
-    /// Signing algorithm of access tokens: EdDSA, ES256, RS256 or HS256. [default: EdDSA]
-    #[arg(long, env = "TESSERA_JWT_ALG", value_name = "ALG")]
-    pub jwt_alg: Option<String>,
-    /// Window in which a spent refresh token returns the same successor
-    /// instead of counting as theft. [default: 0s]
-    #[arg(long, env = "TESSERA_REFRESH_GRACE", value_name = "DUR")]
-    pub refresh_grace: Option<String>,
-    /// Clock-skew allowance when checking exp and nbf, at most 60s. [default: 5s]
-    #[arg(long, env = "TESSERA_LEEWAY", value_name = "DUR")]
-    pub leeway: Option<String>,
+}
+
+impl RedisArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.redis = self.redis;
+        to.redis_prefix = self.redis_prefix;
+    }
+}
+
+/// The key that seals the signing keys.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Storage")]
+pub struct MasterKeyArgs {
     /// Key-encryption key for signing keys in the database: 64 hex characters.
     /// [default with SQLite: a 0600 file tessera.key beside the database]
     #[arg(
@@ -83,19 +170,120 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub master_key: Option<String>,
-    /// Bearer key for admin routes such as introspection; admin routes are off when unset.
-    #[arg(
-        long,
-        env = "TESSERA_ADMIN_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub admin_key: Option<String>,
+}
+
+impl MasterKeyArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.master_key = self.master_key;
+    }
+}
+
+/// Who issues access tokens, and for whom.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Tokens")]
+pub struct IssuerArgs {
+    /// `iss` of access tokens. [default: http://127.0.0.1:7480]
+    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+    /// `aud` of access tokens. [default: the issuer]
+    #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD")]
+    pub audience: Option<String>,
+}
+
+impl IssuerArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.issuer = self.issuer;
+        to.audience = self.audience;
+    }
+}
+
+/// How access tokens are signed and checked.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Tokens")]
+pub struct AlgArgs {
+    /// Signing algorithm of access tokens: EdDSA, ES256, RS256 or HS256. [default: EdDSA]
+    #[arg(long, env = "TESSERA_JWT_ALG", value_name = "ALG")]
+    pub jwt_alg: Option<String>,
+    /// Clock-skew allowance when checking exp and nbf, at most 60s. [default: 5s]
+    #[arg(long, env = "TESSERA_LEEWAY", value_name = "DUR")]
+    pub leeway: Option<String>,
+}
+
+impl AlgArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.jwt_alg = self.jwt_alg;
+        to.leeway = self.leeway;
+    }
+}
+
+/// How long a superseded signing key stays published.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Tokens")]
+pub struct KeyTimingArgs {
+    /// Lifetime of access tokens, e.g. 15m. [default: 15m]
+    #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "DUR")]
+    pub access_ttl: Option<String>,
+    /// How often a running server re-reads the signing keys, so that
+    /// `tessera keys rotate` takes effect without a restart. [default: 10s]
+    #[arg(long, env = "TESSERA_KEY_REFRESH", value_name = "DUR")]
+    pub key_refresh: Option<String>,
+}
+
+impl KeyTimingArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.access_ttl = self.access_ttl;
+        to.key_refresh = self.key_refresh;
+    }
+}
+
+/// Lifetimes of sessions and refresh tokens.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Sessions and refresh tokens")]
+pub struct LifetimeArgs {
+    /// Lifetime of refresh tokens, e.g. 14d. [default: 14d]
+    #[arg(long, env = "TESSERA_REFRESH_TTL", value_name = "DUR")]
+    pub refresh_ttl: Option<String>,
+    /// Window in which a spent refresh token returns the same successor
+    /// instead of counting as theft. [default: 0s]
+    #[arg(long, env = "TESSERA_REFRESH_GRACE", value_name = "DUR")]
+    pub refresh_grace: Option<String>,
+    /// Idle timeout of cookie sessions, e.g. 30m. [default: 30m]
+    #[arg(long, env = "TESSERA_SESSION_IDLE", value_name = "DUR")]
+    pub session_idle: Option<String>,
+    /// Absolute lifetime of cookie sessions, e.g. 24h. [default: 24h]
+    #[arg(long, env = "TESSERA_SESSION_TTL", value_name = "DUR")]
+    pub session_ttl: Option<String>,
+}
+
+impl LifetimeArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.refresh_ttl = self.refresh_ttl;
+        to.refresh_grace = self.refresh_grace;
+        to.session_idle = self.session_idle;
+        to.session_ttl = self.session_ttl;
+    }
+}
+
+/// The HTTP server.
+#[derive(Debug, Default, Clone, clap::Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServerArgs {
+    /// Address and port to listen on; port 0 picks a free port and prints it.
+    /// [default: 127.0.0.1:7480]
+    #[arg(long, env = "TESSERA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
     /// Cookies without Secure and without the __Host-/__Secure- prefixes, for
-    /// plain-HTTP development on localhost only.
+    /// plain-HTTP development on this machine only: refused with a --listen
+    /// address other machines can reach.
     #[arg(long, env = "TESSERA_INSECURE_DEV_COOKIES", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub insecure_dev_cookies: Option<bool>,
+    /// Let --insecure-dev-cookies listen on an address other machines can
+    /// reach (a test network, a container), where those cookies travel in
+    /// clear text. Never in production.
+    #[arg(long, env = "TESSERA_ALLOW_INSECURE_COOKIES_ON_NETWORK", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub allow_insecure_cookies_on_network: Option<bool>,
     /// Refuse new registrations with 403 registration_closed.
     #[arg(long, env = "TESSERA_DISABLE_REGISTRATION", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
@@ -106,22 +294,107 @@ pub struct SettingsArgs {
     #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub trust_forwarded_for: Option<bool>,
-    /// Lifetime of access tokens, e.g. 15m. [default: 15m]
-    #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "DUR")]
-    pub access_ttl: Option<String>,
-    /// Lifetime of refresh tokens, e.g. 14d. [default: 14d]
-    #[arg(long, env = "TESSERA_REFRESH_TTL", value_name = "DUR")]
-    pub refresh_ttl: Option<String>,
-    /// Idle timeout of cookie sessions, e.g. 30m. [default: 30m]
-    #[arg(long, env = "TESSERA_SESSION_IDLE", value_name = "DUR")]
-    pub session_idle: Option<String>,
-    /// Absolute lifetime of cookie sessions, e.g. 24h. [default: 24h]
-    #[arg(long, env = "TESSERA_SESSION_TTL", value_name = "DUR")]
-    pub session_ttl: Option<String>,
-    /// How often a running server re-reads the signing keys, so that
-    /// `tessera keys rotate` takes effect without a restart. [default: 10s]
-    #[arg(long, env = "TESSERA_KEY_REFRESH", value_name = "DUR")]
-    pub key_refresh: Option<String>,
+    /// Bearer key for admin routes such as introspection; admin routes are off when unset.
+    #[arg(
+        long,
+        env = "TESSERA_ADMIN_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub admin_key: Option<String>,
+}
+
+impl ServerArgs {
+    fn apply(self, to: &mut SettingsArgs) {
+        to.listen = self.listen;
+        to.insecure_dev_cookies = self.insecure_dev_cookies;
+        to.allow_insecure_cookies_on_network = self.allow_insecure_cookies_on_network;
+        to.disable_registration = self.disable_registration;
+        to.trust_forwarded_for = self.trust_forwarded_for;
+        to.admin_key = self.admin_key;
+    }
+}
+
+/// Every setting: the flags of `serve` and `config check`.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct AllSettingsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    pool: PoolArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    master_key: MasterKeyArgs,
+    #[command(flatten)]
+    issuer: IssuerArgs,
+    #[command(flatten)]
+    alg: AlgArgs,
+    #[command(flatten)]
+    key_timing: KeyTimingArgs,
+    #[command(flatten)]
+    lifetimes: LifetimeArgs,
+}
+
+impl From<AllSettingsArgs> for SettingsArgs {
+    fn from(all: AllSettingsArgs) -> Self {
+        let mut to = Self::default();
+        all.config.apply(&mut to);
+        all.server.apply(&mut to);
+        all.database.apply(&mut to);
+        all.pool.apply(&mut to);
+        all.redis.apply(&mut to);
+        all.master_key.apply(&mut to);
+        all.issuer.apply(&mut to);
+        all.alg.apply(&mut to);
+        all.key_timing.apply(&mut to);
+        all.lifetimes.apply(&mut to);
+        to
+    }
+}
+
+impl SettingsArgs {
+    /// The settings given here (by flag or environment), by name.
+    fn given(&self) -> Vec<&'static str> {
+        let s = self;
+        [
+            ("listen", s.listen.is_some()),
+            ("database", s.database.is_some()),
+            ("database_schema", s.database_schema.is_some()),
+            (
+                "database_max_connections",
+                s.database_max_connections.is_some(),
+            ),
+            ("redis", s.redis.is_some()),
+            ("redis_prefix", s.redis_prefix.is_some()),
+            ("issuer", s.issuer.is_some()),
+            ("audience", s.audience.is_some()),
+            ("jwt_alg", s.jwt_alg.is_some()),
+            ("refresh_grace", s.refresh_grace.is_some()),
+            ("leeway", s.leeway.is_some()),
+            ("master_key", s.master_key.is_some()),
+            ("admin_key", s.admin_key.is_some()),
+            ("insecure_dev_cookies", s.insecure_dev_cookies.is_some()),
+            (
+                "allow_insecure_cookies_on_network",
+                s.allow_insecure_cookies_on_network.is_some(),
+            ),
+            ("disable_registration", s.disable_registration.is_some()),
+            ("trust_forwarded_for", s.trust_forwarded_for.is_some()),
+            ("access_ttl", s.access_ttl.is_some()),
+            ("refresh_ttl", s.refresh_ttl.is_some()),
+            ("session_idle", s.session_idle.is_some()),
+            ("session_ttl", s.session_ttl.is_some()),
+            ("key_refresh", s.key_refresh.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
 }
 
 /// The TOML config file. Keys are the flag names with `_` for `-`.
@@ -142,6 +415,7 @@ pub struct FileSettings {
     master_key: Option<String>,
     admin_key: Option<String>,
     insecure_dev_cookies: Option<bool>,
+    allow_insecure_cookies_on_network: Option<bool>,
     disable_registration: Option<bool>,
     trust_forwarded_for: Option<bool>,
     access_ttl: Option<String>,
@@ -228,6 +502,8 @@ pub struct Settings {
     pub admin_key: Option<Secret>,
     /// Plain-HTTP development cookies.
     pub insecure_dev_cookies: bool,
+    /// Development cookies even on an address other machines can reach.
+    pub allow_insecure_cookies_on_network: bool,
     /// Whether `POST /v1/users` accepts registrations.
     pub registration_open: bool,
     /// Whether the client address comes from X-Forwarded-For.
@@ -318,9 +594,14 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Writes a duration back in the largest unit that divides it (`90s` → `90s`,
-/// `600s` → `10m`), the inverse of [`parse_duration`] for whole values.
+/// `600s` → `10m`), the inverse of [`parse_duration`] for whole values. One
+/// day is written `24h`, as the help and the README write it; days start at
+/// `2d`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.whole_milliseconds();
+    if ms == 86_400_000 {
+        return "24h".to_owned();
+    }
     for (unit, size) in [
         ("d", 86_400_000),
         ("h", 3_600_000),
@@ -405,17 +686,233 @@ const REFRESH_TTL: SettingMeta = setting!("refresh_ttl", "refresh-ttl", "TESSERA
 const SESSION_IDLE: SettingMeta = setting!("session_idle", "session-idle", "TESSERA_SESSION_IDLE");
 const SESSION_TTL: SettingMeta = setting!("session_ttl", "session-ttl", "TESSERA_SESSION_TTL");
 const KEY_REFRESH: SettingMeta = setting!("key_refresh", "key-refresh", "TESSERA_KEY_REFRESH");
+const INSECURE_DEV_COOKIES: SettingMeta = setting!(
+    "insecure_dev_cookies",
+    "insecure-dev-cookies",
+    "TESSERA_INSECURE_DEV_COOKIES"
+);
+const ALLOW_INSECURE_COOKIES_ON_NETWORK: SettingMeta = setting!(
+    "allow_insecure_cookies_on_network",
+    "allow-insecure-cookies-on-network",
+    "TESSERA_ALLOW_INSECURE_COOKIES_ON_NETWORK"
+);
+const DISABLE_REGISTRATION: SettingMeta = setting!(
+    "disable_registration",
+    "disable-registration",
+    "TESSERA_DISABLE_REGISTRATION"
+);
+const TRUST_FORWARDED_FOR: SettingMeta = setting!(
+    "trust_forwarded_for",
+    "trust-forwarded-for",
+    "TESSERA_TRUST_FORWARDED_FOR"
+);
 
-fn read_file(path: Option<&Path>) -> Result<FileSettings, SettingError> {
+/// Every setting: its key in the file, its flag and its variable.
+const ALL: [SettingMeta; 23] = [
+    CONFIG,
+    LISTEN,
+    DATABASE,
+    DATABASE_SCHEMA,
+    DATABASE_MAX_CONNECTIONS,
+    REDIS,
+    REDIS_PREFIX,
+    ISSUER,
+    AUDIENCE,
+    JWT_ALG,
+    REFRESH_GRACE,
+    LEEWAY,
+    MASTER_KEY,
+    ADMIN_KEY,
+    INSECURE_DEV_COOKIES,
+    ALLOW_INSECURE_COOKIES_ON_NETWORK,
+    DISABLE_REGISTRATION,
+    TRUST_FORWARDED_FOR,
+    ACCESS_TTL,
+    REFRESH_TTL,
+    SESSION_IDLE,
+    SESSION_TTL,
+    KEY_REFRESH,
+];
+
+/// The settings by name (a flag's clap id), `config` included.
+pub fn known_settings() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|m| m.name)
+}
+
+/// The environment variables tessera reads, `TESSERA_CONFIG` included.
+pub fn known_variables() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|m| m.env)
+}
+
+/// Variables of tessera's own scripts and tests, which the binary ignores.
+const TOOLING_VARIABLES: [&str; 3] = ["TESSERA_INTEROP_VENV", "TESSERA_CMD", "TESSERA_MODES"];
+
+/// A warning for each `TESSERA_*` variable among `names` that tessera does
+/// not read (a typo is otherwise silently ignored), naming the closest one
+/// it does read. Never the value, which may be a secret.
+pub fn unknown_variables<I, S>(names: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut warnings = Vec::new();
+    for name in names {
+        let name = name.as_ref();
+        if !name.starts_with("TESSERA_")
+            || known_variables().any(|k| k == name)
+            || TOOLING_VARIABLES.contains(&name)
+            || name.starts_with("TESSERA_TEST_")
+        {
+            continue;
+        }
+        let hint = match closest(name, known_variables()) {
+            Some(known) => format!("did you mean {known}?"),
+            None => "`tessera serve --help` lists the variables tessera reads".to_owned(),
+        };
+        warnings.push(format!(
+            "the environment variable {name} is not a tessera setting and is ignored; {hint}"
+        ));
+    }
+    warnings
+}
+
+/// The candidate nearest to `name` by edit distance, if it is near enough
+/// to be what was meant (at most a third of the name's length away).
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    candidates
+        .map(|c| (edit_distance(&name, &c.to_ascii_lowercase()), c))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, _)| *d <= (name.len() / 3).max(2))
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions, by char.
+/// (`strsim::levenshtein` computes the same; strsim is built already, for
+/// clap's suggestions, but is not a dependency of this crate yet.)
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = i;
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// How a key is written in the file, for the hint after a mistake.
+fn file_example(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "listen" => "listen = \"127.0.0.1:7480\"",
+        "database" => "database = \"sqlite://tessera.db\"",
+        "database_schema" => "database_schema = \"tessera\"",
+        "database_max_connections" => "database_max_connections = 10",
+        "redis" => "redis = \"redis://127.0.0.1:6379\"",
+        "redis_prefix" => "redis_prefix = \"tessera\"",
+        "issuer" => "issuer = \"https://auth.example.com\"",
+        "audience" => "audience = \"https://api.example.com\"",
+        "jwt_alg" => "jwt_alg = \"EdDSA\"",
+        "refresh_grace" => "refresh_grace = \"10s\"",
+        "leeway" => "leeway = \"5s\"",
+        "master_key" => "master_key = \"<64 hexadecimal characters>\"",
+        "admin_key" => "admin_key = \"<at least 16 characters>\"",
+        "insecure_dev_cookies" => "insecure_dev_cookies = true",
+        "allow_insecure_cookies_on_network" => "allow_insecure_cookies_on_network = true",
+        "disable_registration" => "disable_registration = true",
+        "trust_forwarded_for" => "trust_forwarded_for = true",
+        "access_ttl" => "access_ttl = \"15m\"",
+        "refresh_ttl" => "refresh_ttl = \"14d\"",
+        "session_idle" => "session_idle = \"30m\"",
+        "session_ttl" => "session_ttl = \"24h\"",
+        "key_refresh" => "key_refresh = \"10s\"",
+        _ => return None,
+    })
+}
+
+/// The line (from 1) on which `key` is set in a TOML text, if it is.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+/// One line on a TOML error: the file, the line, the key, what is wrong and
+/// how it is written. Never the value of a secret.
+fn toml_problem(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    // serde's words for a value that is neither a number nor text.
+    let message = if message.contains("untagged enum NumberOrText") {
+        "expected a number".to_owned()
+    } else {
+        message
+    };
+    let line_no = e
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let place = match line_no {
+        Some(n) => format!("{} line {n}", path.display()),
+        None => path.display().to_string(),
+    };
+    if let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let hint = match closest(name, ALL.iter().map(|m| m.name)) {
+            Some(known) => format!("did you mean {known}?"),
+            None => "examples/tessera.toml lists every key".to_owned(),
+        };
+        return format!("{place}: unknown key {name}; {hint}");
+    }
+    let key = line_no
+        .and_then(|n| text.lines().nth(n - 1))
+        .and_then(|line| line.split_once('='))
+        .map(|(key, _)| key.trim().trim_matches(['"', '\'']))
+        .filter(|key| file_example(key).is_some());
+    match key {
+        Some(key @ ("master_key" | "admin_key")) => format!(
+            "{place}: {key} is not a string in quotes; write it like {}",
+            file_example(key).unwrap_or_default()
+        ),
+        Some(key) => format!(
+            "{place}: {key}: {message}; write it like {}",
+            file_example(key).unwrap_or_default()
+        ),
+        None => format!("{place}: {message}"),
+    }
+}
+
+/// The config file: its path, its text and what it says.
+struct ConfigFile<'a> {
+    path: &'a Path,
+    text: String,
+    settings: FileSettings,
+}
+
+fn read_file(path: Option<&Path>) -> Result<Option<ConfigFile<'_>>, SettingError> {
     let Some(path) = path else {
-        return Ok(FileSettings::default());
+        return Ok(None);
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| CONFIG.err(format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        let msg = e.message().to_owned();
-        CONFIG.err(format!("{}: {msg}", path.display()))
-    })
+    let settings = toml::from_str(&text).map_err(|e| CONFIG.err(toml_problem(path, &text, &e)))?;
+    Ok(Some(ConfigFile {
+        path,
+        text,
+        settings,
+    }))
 }
 
 fn parse_database(value: Option<String>) -> Result<DatabaseUrl, SettingError> {
@@ -485,6 +982,10 @@ impl Settings {
             hidden("master_key", &self.master_key),
             hidden("admin_key", &self.admin_key),
             format!("insecure_dev_cookies = {}", self.insecure_dev_cookies),
+            format!(
+                "allow_insecure_cookies_on_network = {}",
+                self.allow_insecure_cookies_on_network
+            ),
             format!("disable_registration = {}", !self.registration_open),
             format!("trust_forwarded_for = {}", self.trust_forwarded_for),
             format!("access_ttl = {:?}", format_duration(self.access_ttl)),
@@ -497,10 +998,70 @@ impl Settings {
     }
 
     /// Merges flags and environment (`args`) over the config file over the
-    /// defaults, and validates the result.
+    /// defaults, and validates the result. A bad value that came from the
+    /// file is shown with the file's name and line.
     pub fn resolve(args: SettingsArgs) -> Result<Self, SettingError> {
-        let f = read_file(args.config.as_deref())?;
+        let config = args.config.clone();
+        let Some(file) = read_file(config.as_deref())? else {
+            return Self::merge(args, FileSettings::default());
+        };
+        let given = args.given();
+        Self::merge(args, file.settings).map_err(|mut e| {
+            if !given.contains(&e.name)
+                && let Some(n) = line_of_key(&file.text, e.name)
+            {
+                e.problem
+                    .push_str(&format!(" (set in {} line {n})", file.path.display()));
+            }
+            e
+        })
+    }
 
+    /// What `serve` needs beyond valid values, which `config check` checks
+    /// too: a master key with PostgreSQL, and development cookies only on a
+    /// loopback address unless allowed elsewhere.
+    pub fn check_serve(&self) -> Result<(), SettingError> {
+        if matches!(self.database, DatabaseUrl::Postgres(_)) && self.master_key.is_none() {
+            return Err(MASTER_KEY.err(
+                "required with PostgreSQL, and the same on every instance: \
+                 make one with `openssl rand -hex 32` and set it in TESSERA_MASTER_KEY",
+            ));
+        }
+        if self.insecure_dev_cookies
+            && !self.listen.ip().is_loopback()
+            && !self.allow_insecure_cookies_on_network
+        {
+            return Err(INSECURE_DEV_COOKIES.err(format!(
+                "development cookies (no Secure) are for this machine only, and {} can be \
+                 reached from other machines, to which the cookies would travel in clear text: \
+                 listen on 127.0.0.1, or serve HTTPS without --insecure-dev-cookies, or add \
+                 --allow-insecure-cookies-on-network (TESSERA_ALLOW_INSECURE_COOKIES_ON_NETWORK=1) \
+                 if that is really meant",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+
+    /// The database, for messages: an SQLite file's absolute path, or the
+    /// PostgreSQL URL without its password (and the schema).
+    pub fn database_shown(&self) -> String {
+        match &self.database {
+            DatabaseUrl::Sqlite(url) => match tessera_store_sqlite::SqliteStore::file_of(url) {
+                Some(path) => std::path::absolute(&path)
+                    .unwrap_or(path)
+                    .display()
+                    .to_string(),
+                None => "an in-memory SQLite database".to_owned(),
+            },
+            DatabaseUrl::Postgres(url) => match &self.database_schema {
+                Some(schema) => format!("{} (schema {schema})", redact_url(url)),
+                None => redact_url(url),
+            },
+        }
+    }
+
+    fn merge(args: SettingsArgs, f: FileSettings) -> Result<Self, SettingError> {
         let listen_raw = args
             .listen
             .or(f.listen)
@@ -614,6 +1175,10 @@ impl Settings {
                 .insecure_dev_cookies
                 .or(f.insecure_dev_cookies)
                 .unwrap_or(false),
+            allow_insecure_cookies_on_network: args
+                .allow_insecure_cookies_on_network
+                .or(f.allow_insecure_cookies_on_network)
+                .unwrap_or(false),
             registration_open: !args
                 .disable_registration
                 .or(f.disable_registration)
@@ -677,7 +1242,7 @@ mod tests {
 
     #[test]
     fn formatting_round_trips() {
-        for raw in ["0s", "250ms", "90s", "10m", "36h", "14d"] {
+        for raw in ["0s", "250ms", "90s", "10m", "24h", "36h", "2d", "14d"] {
             assert_eq!(format_duration(parse_duration(raw).unwrap()), raw);
         }
     }
@@ -769,6 +1334,147 @@ mod tests {
         let err = Settings::resolve(args).unwrap_err();
         assert_eq!(err.name, "config");
         assert!(err.problem.contains("sesion_idle"), "{}", err.problem);
+        assert!(
+            err.problem.contains("line 1") && err.problem.contains("did you mean session_idle?"),
+            "{}",
+            err.problem
+        );
+    }
+
+    #[test]
+    fn one_day_is_written_as_the_help_writes_it() {
+        assert_eq!(format_duration(Duration::hours(24)), "24h");
+        assert_eq!(format_duration(Duration::hours(48)), "2d");
+        let s = Settings::resolve(SettingsArgs::default()).unwrap();
+        assert!(
+            s.summary().contains("session_ttl = \"24h\""),
+            "{}",
+            s.summary()
+        );
+    }
+
+    fn file_with(text: &str) -> (tempfile::TempDir, SettingsArgs) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        let args = SettingsArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        (dir, args)
+    }
+
+    #[test]
+    fn file_errors_name_the_line_the_key_and_how_to_write_it() {
+        let (_dir, args) = file_with("session_idle = \"5m\"\nleeway = 5\n");
+        let err = Settings::resolve(args).unwrap_err();
+        assert_eq!(err.name, "config");
+        for part in ["t.toml line 2", "leeway", "leeway = \"5s\""] {
+            assert!(err.problem.contains(part), "{part}: {}", err.problem);
+        }
+        // Not TOML: text without quotes.
+        let (_dir, args) = file_with("\n\nsession_idle = 5m\n");
+        let err = Settings::resolve(args).unwrap_err();
+        for part in ["line 3", "session_idle = \"30m\""] {
+            assert!(err.problem.contains(part), "{part}: {}", err.problem);
+        }
+        // A valid value of the wrong kind.
+        let (_dir, args) = file_with("database_max_connections = true\n");
+        let err = Settings::resolve(args).unwrap_err();
+        assert!(err.problem.contains("expected a number"), "{}", err.problem);
+        // A value that is valid TOML but not a valid setting.
+        let (_dir, args) = file_with("# tessera\nleeway = \"90s\"\n");
+        let err = Settings::resolve(args).unwrap_err();
+        assert_eq!(err.name, "leeway");
+        assert!(err.problem.contains("t.toml line 2"), "{}", err.problem);
+        // …but not when a flag or variable gave it.
+        let (_dir, mut args) = file_with("leeway = \"5s\"\n");
+        args.leeway = Some("90s".into());
+        let err = Settings::resolve(args).unwrap_err();
+        assert!(!err.problem.contains("t.toml"), "{}", err.problem);
+    }
+
+    #[test]
+    fn file_errors_never_show_a_secret() {
+        for text in [
+            "master_key = 123456789\n",
+            "admin_key = 987654321987\n",
+            "admin_key = true\n",
+        ] {
+            let (_dir, args) = file_with(text);
+            let err = Settings::resolve(args).unwrap_err();
+            let shown = err.to_string();
+            assert!(
+                !shown.contains("123456789") && !shown.contains("987654321987"),
+                "{shown}"
+            );
+            assert!(shown.contains("in quotes"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn misspelt_variables_are_named_with_the_closest_known_one() {
+        let warnings = unknown_variables([
+            "PATH",
+            "TESSERA_LISTEN",
+            "TESSERA_SESION_IDLE",
+            "TESSERA_TEST_DATABASE_URL",
+            "TESSERA_INTEROP_VENV",
+            "TESSERA_WHATEVER_THIS_IS",
+        ]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("TESSERA_SESION_IDLE")
+                && warnings[0].contains("did you mean TESSERA_SESSION_IDLE?"),
+            "{}",
+            warnings[0]
+        );
+        assert!(
+            warnings[1].contains("TESSERA_WHATEVER_THIS_IS") && !warnings[1].contains("mean"),
+            "{}",
+            warnings[1]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn serve_needs_a_master_key_with_postgres() {
+        let args = SettingsArgs {
+            database: Some("postgres://app@db/tessera".into()),
+            ..Default::default()
+        };
+        let settings = Settings::resolve(args).unwrap();
+        let err = settings.check_serve().unwrap_err();
+        assert_eq!(err.name, "master_key");
+        assert!(err.problem.contains("openssl rand -hex 32"), "{err}");
+    }
+
+    #[test]
+    fn development_cookies_stay_on_this_machine_unless_allowed() {
+        let check = |listen: &str, allow: bool| {
+            Settings::resolve(SettingsArgs {
+                listen: Some(listen.into()),
+                insecure_dev_cookies: Some(true),
+                allow_insecure_cookies_on_network: Some(allow),
+                ..Default::default()
+            })
+            .unwrap()
+            .check_serve()
+        };
+        for loopback in ["127.0.0.1:7480", "127.0.0.2:0", "[::1]:7480"] {
+            assert!(check(loopback, false).is_ok(), "{loopback}");
+        }
+        for network in ["0.0.0.0:7480", "[::]:7480", "192.168.1.10:7480"] {
+            let err = check(network, false).unwrap_err();
+            assert_eq!(err.name, "insecure_dev_cookies");
+            assert!(
+                err.problem.contains("--allow-insecure-cookies-on-network"),
+                "{err}"
+            );
+            assert!(check(network, true).is_ok(), "{network}");
+        }
     }
 
     #[test]

@@ -108,7 +108,7 @@ fn describe(e: &sqlx::Error) -> String {
                     format!("{message}: the server does not let this user in (see its pg_hba.conf)")
                 }
                 Some("3D000") => format!(
-                    "{message}: create it (createdb NAME) or fix the database name in the URL"
+                    "{message}: create it (with createdb) or fix the database name in the URL"
                 ),
                 Some("42501") => format!(
                     "{message}: the user needs the CREATE privilege on the database or schema"

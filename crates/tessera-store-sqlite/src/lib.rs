@@ -219,7 +219,8 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url).map_err(OpenError::BadUrl)?;
         let memory = in_memory(url);
         let mode = if memory { OpenMode::Create } else { mode };
-        let path = options.get_filename().to_path_buf();
+        let path = std::path::absolute(options.get_filename())
+            .unwrap_or_else(|_| options.get_filename().to_path_buf());
         let by_url = url
             .split_once('?')
             .is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=ro"));
