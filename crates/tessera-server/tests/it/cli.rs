@@ -8,12 +8,17 @@ use reqwest::Method;
 use crate::support::*;
 
 /// Runs `tessera args…` in a temporary directory and returns (code, stdout, stderr).
-fn run(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (i32, String, String) {
+pub(crate) fn run(
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     run_in(dir.path(), args, env, stdin)
 }
 
-fn run_in(
+/// Runs `tessera args…` in `dir` and returns (code, stdout, stderr).
+pub(crate) fn run_in(
     dir: &std::path::Path,
     args: &[&str],
     env: &[(&str, &str)],
@@ -31,6 +36,9 @@ fn run_in(
         "TESSERA_REDIS_URL",
         "TESSERA_CONFIG",
         "TESSERA_SESSION_IDLE",
+        "TESSERA_MASTER_KEY",
+        "TESSERA_INSECURE_DEV_COOKIES",
+        "TESSERA_ALLOW_INSECURE_COOKIES_ON_NETWORK",
     ] {
         cmd.env_remove(var);
     }
@@ -294,4 +302,214 @@ async fn the_default_database_is_tessera_db_in_the_working_directory() {
     assert!(server.dir().join("tessera.db").exists());
     let (status, _) = call(&server, Method::GET, "/readyz", Default::default(), None).await;
     assert_eq!(status, 200);
+}
+
+#[test]
+fn each_command_shows_only_the_flags_it_uses() {
+    let serve_only = [
+        "--listen",
+        "--admin-key",
+        "--insecure-dev-cookies",
+        "--session-idle",
+        "--session-ttl",
+        "--refresh-ttl",
+        "--database-max-connections",
+    ];
+    type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str]);
+    let cases: &[Case] = &[
+        (
+            &["user", "add"],
+            &["--database", "--database-schema", "--config"],
+            &["--redis", "--master-key", "--issuer", "--jwt-alg"],
+        ),
+        (
+            &["user", "list"],
+            &["--database", "--config"],
+            &["--redis", "--master-key", "--issuer"],
+        ),
+        (
+            &["user", "delete"],
+            &["--database", "--redis", "--redis-prefix"],
+            &["--master-key", "--issuer"],
+        ),
+        (
+            &["token", "decode"],
+            &[
+                "--database",
+                "--master-key",
+                "--issuer",
+                "--audience",
+                "--jwt-alg",
+                "--leeway",
+                "--jwks",
+                "--secret",
+            ],
+            &["--redis", "--access-ttl", "--key-refresh"],
+        ),
+        (
+            &["keys", "rotate"],
+            &[
+                "--database",
+                "--master-key",
+                "--jwt-alg",
+                "--access-ttl",
+                "--key-refresh",
+            ],
+            &["--redis", "--issuer"],
+        ),
+        (
+            &["keys", "list"],
+            &["--database", "--jwt-alg", "--access-ttl", "--key-refresh"],
+            &["--redis", "--master-key", "--issuer"],
+        ),
+    ];
+    for (command, shown, hidden) in cases {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let (code, stdout, _) = run(&args, &[], None);
+        assert_eq!(code, 0);
+        for flag in *shown {
+            assert!(
+                stdout.contains(flag),
+                "{flag} missing from {command:?} --help"
+            );
+        }
+        for flag in hidden.iter().chain(&serve_only) {
+            assert!(
+                !stdout.contains(&format!("{flag} ")),
+                "{flag} in {command:?} --help:\n{stdout}"
+            );
+        }
+    }
+    // The flags a command does not use are hidden, not refused: a script
+    // may pass the same flags to every command, as to `serve`.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run_in(
+        dir.path(),
+        &[
+            "user",
+            "list",
+            "--listen",
+            "127.0.0.1:0",
+            "--session-idle",
+            "5m",
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("there is no database"), "{stderr}");
+}
+
+#[test]
+fn durations_are_written_as_the_help_writes_them() {
+    let (code, stdout, _) = run(&["config", "check"], &[], None);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("session_ttl = \"24h\""), "{stdout}");
+    let (_, help, _) = run(&["serve", "--help"], &[], None);
+    assert!(help.contains("[default: 24h]"), "{help}");
+}
+
+#[test]
+fn the_redis_help_names_what_lives_in_redis() {
+    let (_, help, _) = run(&["serve", "--help"], &[], None);
+    let redis = help
+        .split("--redis <URL>")
+        .nth(1)
+        .and_then(|rest| rest.split("--redis-prefix").next())
+        .unwrap();
+    assert!(
+        redis.contains("sessions, refresh tokens and login-failure counters"),
+        "{redis}"
+    );
+    assert!(!redis.contains("revocation list"), "{redis}");
+}
+
+#[test]
+fn token_decode_names_opaque_credentials_without_repeating_them() {
+    let refresh = format!("tsr_rt_{}", "A".repeat(43));
+    let secret = format!("tsr_ss_{}", "B".repeat(43));
+    for (token, kind) in [(&refresh, "refresh token"), (&secret, "session secret")] {
+        let (code, stdout, stderr) = run(&["token", "decode", token], &[], None);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stdout.contains(kind) && stdout.contains("opaque by design"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("not a JWT: expected"), "{stdout}");
+        assert!(
+            !stdout.contains(token.as_str()) && !stderr.contains(token.as_str()),
+            "the token was printed"
+        );
+    }
+}
+
+#[test]
+fn user_add_says_when_standard_input_is_empty() {
+    for stdin in [None, Some("\n")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, _, stderr) = run_in(dir.path(), &["user", "add", "nobody"], &[], stdin);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("standard input is empty")
+                || stderr.contains("first line of standard input is empty"),
+            "{stdin:?}: {stderr}"
+        );
+        assert!(!stderr.contains("between 8"), "{stderr}");
+        // Nothing was created for a user that was not added.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn development_cookies_warn_and_stay_on_this_machine_unless_allowed() {
+    // The testkit's server listens on 127.0.0.1 with development cookies.
+    let server = start().await;
+    assert!(
+        server.log().contains("--insecure-dev-cookies")
+            && server.log().contains("never in production"),
+        "{}",
+        server.log()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &["serve", "--insecure-dev-cookies", "--listen", "0.0.0.0:0"],
+        &[],
+        None,
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(
+        stderr.contains("insecure_dev_cookies")
+            && stderr.contains("0.0.0.0:0")
+            && stderr.contains("--allow-insecure-cookies-on-network"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // Allowed by flag, or by its variable.
+    for (args, env) in [
+        (
+            &[
+                "--insecure-dev-cookies",
+                "--allow-insecure-cookies-on-network",
+            ][..],
+            &[][..],
+        ),
+        (
+            &["--insecure-dev-cookies"][..],
+            &[("TESSERA_ALLOW_INSECURE_COOKIES_ON_NETWORK", "1")][..],
+        ),
+    ] {
+        let mut full = args.to_vec();
+        full.extend(["--listen", "0.0.0.0:0"]);
+        let (child, line) = crate::stray_state::serve_in(dir.path(), &full, env);
+        assert!(
+            line.starts_with("tessera listening on http://0.0.0.0:"),
+            "{line:?}"
+        );
+        crate::stray_state::stop(child);
+    }
 }

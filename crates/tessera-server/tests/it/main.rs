@@ -12,5 +12,7 @@ mod forged;
 mod interop;
 mod scale;
 mod sessions;
+mod setup_errors;
+mod stray_state;
 mod support;
 mod tokens;
