@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_core::SessionPolicy;
 use tessera_core::jwt::TokenRules;
-use tessera_core::password::HashCost;
 use tessera_store::{KeyStore, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore};
 use tessera_store_postgres::{
     OpenError as PostgresOpenError, OpenMode as PostgresMode, PoolOptions, PostgresStore,
@@ -15,6 +14,7 @@ use tessera_store_postgres::{
 use tessera_store_redis::RedisStore;
 use tessera_store_sqlite::{OpenError as SqliteOpenError, OpenMode as SqliteMode, SqliteStore};
 
+use crate::accounts::{Accounts, TokenSettings, Tokens};
 use crate::cookies::CookieConfig;
 use crate::keys::Keys;
 use crate::passwords::Passwords;
@@ -154,6 +154,32 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Every store: this database's, with sessions, refresh tokens and
+    /// failure counters in Redis if the settings name one.
+    pub async fn with_redis(&self, settings: &Settings) -> Result<Stores, StoreSetupError> {
+        let mut stores = self.all.clone();
+        if let Some(url) = &settings.redis {
+            let redis = Arc::new(
+                RedisStore::open(url, &settings.redis_prefix)
+                    .await
+                    .map_err(|e| {
+                        StoreSetupError(format!(
+                            "invalid setting redis (--redis / TESSERA_REDIS_URL): {}: {}",
+                            crate::settings::redact_url(url),
+                            one_line(&e)
+                        ))
+                    })?,
+            );
+            stores.sessions = redis.clone();
+            stores.refresh = redis.clone();
+            stores.throttle = redis.clone();
+            stores.health.push(("redis", redis));
+        }
+        Ok(stores)
+    }
+}
+
 fn sqlite_error(e: SqliteOpenError, shown: &str) -> StoreSetupError {
     match e {
         SqliteOpenError::Missing(_) => database_error(format!(
@@ -196,25 +222,10 @@ impl Stores {
 
     /// Opens the database as `access` allows, then Redis, if set.
     pub async fn open_with(settings: &Settings, access: Access) -> Result<Self, StoreSetupError> {
-        let mut stores = Database::open(settings, access).await?.all;
-        if let Some(url) = &settings.redis {
-            let redis = Arc::new(
-                RedisStore::open(url, &settings.redis_prefix)
-                    .await
-                    .map_err(|e| {
-                        StoreSetupError(format!(
-                            "invalid setting redis (--redis / TESSERA_REDIS_URL): {}: {}",
-                            crate::settings::redact_url(url),
-                            one_line(&e)
-                        ))
-                    })?,
-            );
-            stores.sessions = redis.clone();
-            stores.refresh = redis.clone();
-            stores.throttle = redis.clone();
-            stores.health.push(("redis", redis));
-        }
-        Ok(stores)
+        Database::open(settings, access)
+            .await?
+            .with_redis(settings)
+            .await
     }
 
     /// Every store in one backend (a database).
@@ -248,11 +259,16 @@ pub struct App {
     /// Renders `/metrics`; `None` when another recorder was installed first.
     pub metrics: Option<PrometheusHandle>,
     /// Signing keys.
-    pub keys: Keys,
+    pub keys: Arc<Keys>,
     /// What access tokens must satisfy.
     pub rules: TokenRules,
     /// Access tokens whose signature was already verified.
     pub verified: VerifiedCache,
+    /// The operations on accounts and sessions: every write goes through
+    /// them (or through [`App::tokens`]).
+    pub accounts: Accounts,
+    /// The token operations.
+    pub tokens: Tokens,
 }
 
 /// The shared state type of the router.
@@ -267,27 +283,40 @@ impl App {
         metrics: Option<PrometheusHandle>,
     ) -> anyhow::Result<AppState> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let passwords =
-            Passwords::new(HashCost::OWASP, cores).context("setting up password hashing")?;
+        let accounts = Accounts::for_settings(stores.clone(), &settings, cores)
+            .context("setting up password hashing")?;
+        let policy = accounts.rules().policy;
+        let passwords = accounts.passwords().clone();
+        let rules = TokenRules {
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            alg: settings.jwt_alg,
+            access_ttl: settings.access_ttl,
+            leeway: settings.leeway,
+        };
+        let keys = Arc::new(keys);
+        let tokens = Tokens::new(
+            accounts.clone(),
+            keys.clone(),
+            TokenSettings {
+                rules: rules.clone(),
+                refresh_ttl: settings.refresh_ttl,
+                refresh_grace: settings.refresh_grace,
+                session_ttl: settings.session_ttl,
+            },
+        );
         Ok(Arc::new(Self {
-            policy: SessionPolicy {
-                idle: settings.session_idle,
-                absolute: settings.session_ttl,
-            },
+            policy,
             cookies: CookieConfig::new(settings.insecure_dev_cookies),
-            rules: TokenRules {
-                issuer: settings.issuer.clone(),
-                audience: settings.audience.clone(),
-                alg: settings.jwt_alg,
-                access_ttl: settings.access_ttl,
-                leeway: settings.leeway,
-            },
+            rules,
             verified: VerifiedCache::default(),
             keys,
             settings,
             stores,
-            passwords: Arc::new(passwords),
+            passwords,
             metrics,
+            accounts,
+            tokens,
         }))
     }
 }

@@ -6,13 +6,11 @@ use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::{Context as _, bail};
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
-use rand_core::OsRng;
-use tessera_core::password::{HashCost, Hasher};
-use tessera_core::{Password, Username, ids};
-use tessera_store::{StoreError, UserRecord};
+use tessera_core::{Password, Username};
 
+use crate::accounts::{Accounts, Denied, Registrar};
 use crate::app::{Access, Database, Stores};
-use crate::handlers::rfc3339;
+use crate::handlers::{now, rfc3339};
 use crate::settings::{AllSettingsArgs, Settings, SettingsArgs};
 
 /// tessera: sessions and tokens, done properly.
@@ -257,18 +255,15 @@ fn read_password() -> anyhow::Result<String> {
 pub async fn user_add(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     let username = Username::parse(name).map_err(|e| anyhow::anyhow!("invalid username: {e}"))?;
     let settings = Settings::resolve(args)?;
-    let password =
-        Password::parse(&read_password()?).map_err(|e| anyhow::anyhow!("invalid password: {e}"))?;
+    let password = read_password()?;
+    Password::parse(&password).map_err(|e| anyhow::anyhow!("invalid password: {e}"))?;
     let db = Database::open(&settings, Access::Create).await?;
-    let hasher = Hasher::new(HashCost::OWASP)?;
-    let user = UserRecord {
-        id: ids::user_id(&mut OsRng),
-        username: username.as_str().to_owned(),
-        password_hash: hasher.hash(&password, &mut OsRng)?,
-        created_at: crate::handlers::now(),
-    };
-    match db.users.create_user(&user).await {
-        Ok(()) => {
+    let accounts = Accounts::for_settings(db.with_redis(&settings).await?, &settings, 1)?;
+    match accounts
+        .register(username.as_str(), &password, Registrar::Operator, now())
+        .await
+    {
+        Ok(user) => {
             let new = if db.created { " (a new database)" } else { "" };
             println!(
                 "created user {} ({}) in {}{new}",
@@ -276,46 +271,30 @@ pub async fn user_add(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Err(StoreError::Conflict(_)) => bail!(
-            "the username {} is already taken in {}",
-            user.username,
-            db.shown
-        ),
+        Err(Denied::UsernameTaken(name)) => {
+            bail!("the username {name} is already taken in {}", db.shown)
+        }
         Err(e) => Err(anyhow::Error::new(e).context(format!("creating the user in {}", db.shown))),
     }
 }
 
-/// `tessera user delete NAME`.
+/// `tessera user delete NAME`: [`Accounts::remove_user`].
 pub async fn user_delete(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let stores = Stores::open_with(&settings, Access::Existing).await?;
     let shown = settings.database_shown();
-    let Some(user) = stores
-        .users
-        .user_by_username(name)
-        .await
-        .context("finding the user")?
-    else {
-        bail!("there is no user {name} in {shown}");
-    };
-    // Sessions first: if deleting the user then fails, nothing stays usable.
-    let revoked = stores
-        .sessions
-        .revoke_user_sessions(&user.id, None, crate::handlers::now())
-        .await
-        .context("revoking the user's sessions")?;
-    stores
-        .users
-        .delete_user(&user.id)
-        .await
-        .context("deleting the user")?;
-    println!(
-        "deleted user {} ({}) from {shown}; revoked {} session(s)",
-        user.username,
-        user.id,
-        revoked.len()
-    );
-    Ok(())
+    let accounts = Accounts::for_settings(stores, &settings, 1)?;
+    match accounts.remove_user(name, now()).await {
+        Ok((user, revoked)) => {
+            println!(
+                "deleted user {} ({}) from {shown}; revoked {revoked} session(s)",
+                user.username, user.id,
+            );
+            Ok(())
+        }
+        Err(Denied::NotFound(_)) => bail!("there is no user {name} in {shown}"),
+        Err(e) => Err(anyhow::Error::new(e).context("deleting the user")),
+    }
 }
 
 /// `tessera user list`: the users on standard output, and on standard error

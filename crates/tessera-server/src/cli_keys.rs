@@ -9,6 +9,7 @@ use tessera_core::Refusal;
 use tessera_core::jwt::{Alg, KeyMaterial, KeyRing, TokenRules, peek};
 use time::{Duration, OffsetDateTime};
 
+use crate::accounts::Accounts;
 use crate::app::{Access, Database};
 use crate::handlers::{now, rfc3339};
 use crate::keys::{Keys, decrypt_context, does_not_decrypt, is_published, master_key};
@@ -27,9 +28,9 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
     let keys = Keys::open(db.keys.clone(), &settings, now)
         .await
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;
-    let key = keys.new_key(now)?;
-    db.keys
-        .rotate_key(&key)
+    let accounts = Accounts::for_settings(db.with_redis(&settings).await?, &settings, 1)?;
+    let key = accounts
+        .rotate_keys(&keys, now)
         .await
         .with_context(|| format!("storing the new key in {}", db.shown))?;
     let keep = settings.key_publication();

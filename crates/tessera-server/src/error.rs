@@ -10,6 +10,8 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tessera_store::StoreError;
 
+use crate::accounts::Denied;
+
 /// An error response.
 #[derive(Debug)]
 pub struct ApiError {
@@ -150,6 +152,42 @@ impl From<StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %error_chain(&other), "store error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::InvalidCredentials => Self::invalid_credentials(),
+            Denied::Throttled { retry_after } => Self::too_many_attempts(retry_after),
+            Denied::RegistrationClosed => Self::new(
+                StatusCode::FORBIDDEN,
+                "registration_closed",
+                "Registration is closed on this server.",
+            ),
+            Denied::UsernameTaken(_) => Self::new(
+                StatusCode::CONFLICT,
+                "username_taken",
+                "That username is already taken.",
+            ),
+            Denied::Invalid(message) => Self::invalid_request(message),
+            Denied::NotFound(what) => Self::not_found(match what {
+                "session" => "No such session.",
+                _ => "Not found.",
+            }),
+            Denied::UserGone => Self::unauthenticated(),
+            Denied::InvalidToken => Self::invalid_token(),
+            Denied::RefreshReused => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "refresh_token_reused",
+                "This refresh token was already used; its whole session has been revoked.",
+            ),
+            Denied::Store(e) => e.into(),
+            denied @ Denied::Internal(_) => {
+                tracing::error!(error = %denied, "operation failed");
                 Self::internal()
             }
         }

@@ -6,6 +6,7 @@
 //! serve` runs. Only this crate speaks HTTP and JSON: the rules live in
 //! `tessera-core`, storage behind the traits of `tessera-store`.
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod cli;
@@ -15,7 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod keys;
-pub mod login;
+
 pub mod passwords;
 pub mod router;
 pub mod serve;

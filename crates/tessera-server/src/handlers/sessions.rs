@@ -6,17 +6,16 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rand_core::OsRng;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tessera_core::{SessionRecord, SessionSecret, csrf, ids};
+use tessera_core::{SessionRecord, csrf};
 
-use super::rfc3339;
+use super::{now, rfc3339};
+use crate::accounts::{Ending, SessionLogin};
 use crate::app::AppState;
 use crate::auth::{Authenticated, CookieSession, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Client, JsonBody};
-use crate::login;
 
 /// Login body of `POST /v1/sessions` (and later `POST /v1/tokens`).
 #[derive(Deserialize)]
@@ -45,34 +44,21 @@ fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-/// `POST /v1/sessions`: checks the password and starts a cookie session with
-/// a fresh secret (never one the client proposed: no fixation).
+/// `POST /v1/sessions`: [`Accounts::log_in`](crate::accounts::Accounts::log_in),
+/// the secret in the cookie and the CSRF token in the body.
 pub async fn login(
     State(app): State<AppState>,
     Client(client): Client,
     JsonBody(body): JsonBody<Credentials>,
 ) -> ApiResult<Response> {
-    let now = crate::handlers::now();
-    let user = login::check_password(
-        &app,
-        "session",
-        &body.username,
-        &body.password,
-        &client,
-        now,
-    )
-    .await?;
-    let secret = SessionSecret::generate(&mut OsRng);
-    let session = app.policy.new_cookie_session(
-        ids::session_id(&mut OsRng),
-        secret.hash(),
-        user.id.clone(),
-        client,
-        now,
-    );
-    app.stores.sessions.create_session(&session).await?;
-    login::confirm_session(&app, &user, &session, now).await?;
-    tracing::info!(user_id = %user.id, session_id = %session.id, "session login");
+    let SessionLogin {
+        user,
+        session,
+        secret,
+    } = app
+        .accounts
+        .log_in(&body.username, &body.password, client, now())
+        .await?;
     let body = json!({
         "user": { "id": user.id, "username": user.username },
         "session": session_json(&session),
@@ -115,11 +101,9 @@ pub async fn logout(
     State(app): State<AppState>,
     CookieSession(p): CookieSession,
 ) -> ApiResult<Response> {
-    app.stores
-        .sessions
-        .revoke_session(&p.user_id, &p.session.id, crate::handlers::now())
+    app.accounts
+        .end_session(&p.user_id, &p.session.id, Ending::Logout, now())
         .await?;
-    tracing::info!(user_id = %p.user_id, session_id = %p.session.id, "logout");
     Ok(cleared_cookie(&app))
 }
 
@@ -128,11 +112,7 @@ pub async fn list(
     State(app): State<AppState>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<Json<Value>> {
-    let sessions = app
-        .stores
-        .sessions
-        .list_sessions(&p.user_id, crate::handlers::now())
-        .await?;
+    let sessions = app.stores.sessions.list_sessions(&p.user_id, now()).await?;
     let sessions: Vec<Value> = sessions
         .iter()
         .map(|s| {
@@ -163,15 +143,9 @@ pub async fn revoke(
     let Ok(Path(id)) = path else {
         return Err(ApiError::not_found("No such session."));
     };
-    let done = app
-        .stores
-        .sessions
-        .revoke_session(&p.user_id, &id, crate::handlers::now())
+    app.accounts
+        .end_session(&p.user_id, &id, Ending::Revoked, now())
         .await?;
-    if !done {
-        return Err(ApiError::not_found("No such session."));
-    }
-    tracing::info!(user_id = %p.user_id, session_id = %id, "session revoked");
     if id == p.session.id && p.csrf_token().is_some() {
         // The caller ended its own cookie session: drop the cookie too.
         return Ok(cleared_cookie(&app));
@@ -184,11 +158,8 @@ pub async fn revoke_others(
     State(app): State<AppState>,
     Authenticated(p): Authenticated,
 ) -> ApiResult<StatusCode> {
-    let revoked = app
-        .stores
-        .sessions
-        .revoke_user_sessions(&p.user_id, Some(&p.session.id), crate::handlers::now())
+    app.accounts
+        .end_other_sessions(&p.user_id, &p.session.id, now())
         .await?;
-    tracing::info!(user_id = %p.user_id, revoked = revoked.len(), "other sessions revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,405 @@
+//! Every operation that changes state, each written once.
+//!
+//! Authentication has one home, `auth::authenticate`. This module is the
+//! other pipeline, the one that writes:
+//!
+//! ```text
+//! JSON handler ─┐
+//! forward-auth ─┼─► operation (Accounts / Tokens) ─► stores
+//! CLI command  ─┘      logs, counts, returns a typed result or a Denied
+//! ```
+//!
+//! An operation takes plain inputs (who, what, the client's address and user
+//! agent, the time) and returns a typed result or a typed [`Denied`]; it
+//! knows nothing of HTTP, cookies or JSON. Its log line and its metrics are
+//! written here, once, whoever called it. Handlers and CLI commands only
+//! translate: `.ci/run` fails when one of them calls a store's write method
+//! itself.
+//!
+//! - [`Accounts`] (this file and `login.rs`): register, log in with a cookie
+//!   session, end a session, end every other session, change the password,
+//!   remove a user, rotate the signing keys.
+//! - [`Tokens`] (`tokens.rs`): log in for tokens, refresh, revoke a token.
+
+mod login;
+mod tokens;
+
+use std::sync::Arc;
+
+use rand_core::OsRng;
+use tessera_core::password::{HashCost, HashError};
+use tessera_core::session::ClientInfo;
+use tessera_core::{Password, SessionPolicy, SessionRecord, SessionSecret, Username, ids};
+use tessera_store::{StoreError, StoredKey, UserRecord};
+use time::OffsetDateTime;
+
+use crate::app::Stores;
+use crate::keys::Keys;
+use crate::passwords::Passwords;
+use crate::settings::Settings;
+
+pub use tokens::{Delivery, TokenGrant, TokenSettings, Tokens};
+
+/// Why an operation refused. Each becomes one status and error code in
+/// `error.rs`, and a message on the command line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// Wrong username or password (the same for an unknown user).
+    #[error("the username or password is incorrect")]
+    InvalidCredentials,
+    /// Too many recent failures; wait this many seconds.
+    #[error("too many failed attempts; try again in {retry_after} s")]
+    Throttled {
+        /// Whole seconds to wait.
+        retry_after: u64,
+    },
+    /// Registration is switched off.
+    #[error("registration is closed on this server")]
+    RegistrationClosed,
+    /// Someone has that username already (in any case).
+    #[error("the username {0} is already taken")]
+    UsernameTaken(String),
+    /// The input breaks a rule (a username or password that cannot be).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such thing of the caller's (`"session"`, `"user"`).
+    #[error("there is no such {0}")]
+    NotFound(&'static str),
+    /// The authenticated user no longer exists.
+    #[error("the user no longer exists")]
+    UserGone,
+    /// A token that is malformed, unknown, expired or revoked.
+    #[error("the token is invalid, expired or revoked")]
+    InvalidToken,
+    /// A spent refresh token was presented again: its session is revoked.
+    #[error("this refresh token was already used; its whole session has been revoked")]
+    RefreshReused,
+    /// A store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something that should not fail did (hashing, signing); the detail is
+    /// for the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Denied {
+    /// The outcome label of this refusal in metrics (the API error code).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Throttled { .. } => "too_many_attempts",
+            Self::RegistrationClosed => "registration_closed",
+            Self::UsernameTaken(_) => "username_taken",
+            Self::Invalid(_) => "invalid_request",
+            Self::NotFound(_) => "not_found",
+            Self::UserGone => "unauthenticated",
+            Self::InvalidToken => "invalid_token",
+            Self::RefreshReused => "refresh_token_reused",
+            Self::Store(StoreError::Unavailable(_)) => "unavailable",
+            Self::Store(_) | Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+/// The result of an operation.
+pub type Outcome<T> = Result<T, Denied>;
+
+/// Who is registering an account: the public (refused when registration is
+/// closed) or an operator at the command line (always allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registrar {
+    /// `POST /v1/users`.
+    Public,
+    /// `tessera user add`.
+    Operator,
+}
+
+/// Why a session ends, as the log says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The session's own logout (`DELETE /v1/sessions/current`).
+    Logout,
+    /// Ended from the device list (`DELETE /v1/sessions/{id}`).
+    Revoked,
+}
+
+/// A new cookie session: the secret goes to the browser and nowhere else.
+pub struct SessionLogin {
+    /// Who logged in.
+    pub user: UserRecord,
+    /// The session as stored.
+    pub session: SessionRecord,
+    /// The secret for the cookie (only its hash is stored).
+    pub secret: SessionSecret,
+}
+
+/// A password change: who asks, from which session (which stays), and the
+/// two passwords.
+pub struct PasswordChange<'a> {
+    /// The authenticated user.
+    pub user_id: &'a str,
+    /// Their username (the throttle counts against it).
+    pub username: &'a str,
+    /// The session the change comes from; every other one ends.
+    pub keep_session: &'a str,
+    /// The password now.
+    pub current: &'a str,
+    /// The password to be.
+    pub new: &'a str,
+}
+
+/// The settings the operations follow.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountRules {
+    /// Lifetimes of cookie sessions.
+    pub policy: SessionPolicy,
+    /// Whether `POST /v1/users` is open.
+    pub registration_open: bool,
+}
+
+/// The operations on accounts and sessions, over the stores.
+#[derive(Clone)]
+pub struct Accounts {
+    stores: Stores,
+    passwords: Arc<Passwords>,
+    rules: AccountRules,
+    turns: Arc<login::Turns>,
+}
+
+fn invalid(e: impl std::fmt::Display) -> Denied {
+    Denied::Invalid(e.to_string())
+}
+
+impl Accounts {
+    /// The operations over `stores`, hashing with `passwords`.
+    pub fn new(stores: Stores, passwords: Arc<Passwords>, rules: AccountRules) -> Self {
+        Self {
+            stores,
+            passwords,
+            rules,
+            turns: Arc::default(),
+        }
+    }
+
+    /// The operations over `stores` as `settings` say, hashing up to
+    /// `hashing` passwords at once (the server: one per core; a command: one).
+    pub fn for_settings(
+        stores: Stores,
+        settings: &Settings,
+        hashing: usize,
+    ) -> Result<Self, HashError> {
+        let passwords = Arc::new(Passwords::new(HashCost::OWASP, hashing)?);
+        let rules = AccountRules {
+            policy: SessionPolicy {
+                idle: settings.session_idle,
+                absolute: settings.session_ttl,
+            },
+            registration_open: settings.registration_open,
+        };
+        Ok(Self::new(stores, passwords, rules))
+    }
+
+    /// The password hashing pool.
+    pub fn passwords(&self) -> &Arc<Passwords> {
+        &self.passwords
+    }
+
+    /// The rules the operations follow.
+    pub fn rules(&self) -> &AccountRules {
+        &self.rules
+    }
+
+    /// The stores, for reads.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// Registers an account.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        by: Registrar,
+        now: OffsetDateTime,
+    ) -> Outcome<UserRecord> {
+        if by == Registrar::Public && !self.rules.registration_open {
+            return Err(Denied::RegistrationClosed);
+        }
+        let username = Username::parse(username).map_err(invalid)?;
+        let password = Password::parse(password).map_err(invalid)?;
+        let taken = || Denied::UsernameTaken(username.as_str().to_owned());
+        // A cheap early answer; the store's uniqueness rule still decides races.
+        if self
+            .stores
+            .users
+            .user_by_username(username.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(taken());
+        }
+        let user = UserRecord {
+            id: ids::user_id(&mut OsRng),
+            username: username.as_str().to_owned(),
+            password_hash: self.hash(password).await?,
+            created_at: now,
+        };
+        match self.stores.users.create_user(&user).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(taken()),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(user_id = %user.id, "user registered");
+        metrics::counter!("tessera_registrations_total").increment(1);
+        Ok(user)
+    }
+
+    /// Checks the password and starts a cookie session with a fresh secret
+    /// (never one the client proposed: no fixation).
+    pub async fn log_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<SessionLogin> {
+        let user = self
+            .check_password("session", username, password, &client, now)
+            .await?;
+        let secret = SessionSecret::generate(&mut OsRng);
+        let session = self.rules.policy.new_cookie_session(
+            ids::session_id(&mut OsRng),
+            secret.hash(),
+            user.id.clone(),
+            client,
+            now,
+        );
+        self.stores.sessions.create_session(&session).await?;
+        self.confirm_session(&user, &session, now).await?;
+        tracing::info!(user_id = %user.id, session_id = %session.id, "session login");
+        Ok(SessionLogin {
+            user,
+            session,
+            secret,
+        })
+    }
+
+    /// Ends one of `user_id`'s sessions, of either kind. Another user's
+    /// session, or one already ended, is [`Denied::NotFound`], exactly like an
+    /// unknown id.
+    pub async fn end_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        why: Ending,
+        now: OffsetDateTime,
+    ) -> Outcome<()> {
+        let done = self
+            .stores
+            .sessions
+            .revoke_session(user_id, session_id, now)
+            .await?;
+        if !done {
+            return Err(Denied::NotFound("session"));
+        }
+        match why {
+            Ending::Logout => tracing::info!(user_id, session_id, "logout"),
+            Ending::Revoked => tracing::info!(user_id, session_id, "session revoked"),
+        }
+        Ok(())
+    }
+
+    /// Ends every session of `user_id` except `keep`. Returns how many ended.
+    pub async fn end_other_sessions(
+        &self,
+        user_id: &str,
+        keep: &str,
+        now: OffsetDateTime,
+    ) -> Outcome<usize> {
+        let revoked = self
+            .stores
+            .sessions
+            .revoke_user_sessions(user_id, Some(keep), now)
+            .await?;
+        tracing::info!(user_id, revoked = revoked.len(), "other sessions revoked");
+        Ok(revoked.len())
+    }
+
+    /// Changes the password and ends every other session of the user, of
+    /// either kind.
+    pub async fn change_password(
+        &self,
+        change: PasswordChange<'_>,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<()> {
+        let new_password = Password::parse(change.new).map_err(invalid)?;
+        let user = self
+            .check_password(
+                "password_change",
+                change.username,
+                change.current,
+                client,
+                now,
+            )
+            .await?;
+        if user.id != change.user_id {
+            // The name now belongs to someone else: cannot happen without deletion.
+            return Err(Denied::UserGone);
+        }
+        let hash = self.hash(new_password).await?;
+        // The hash first, then the sessions: a login that verified the old
+        // password and stores its session in between is caught by
+        // `confirm_session`.
+        self.stores.users.set_password_hash(&user.id, &hash).await?;
+        let revoked = self
+            .stores
+            .sessions
+            .revoke_user_sessions(&user.id, Some(change.keep_session), now)
+            .await?;
+        tracing::info!(user_id = %user.id, revoked = revoked.len(), "password changed");
+        Ok(())
+    }
+
+    /// Removes the user named `username` (in any case) and ends every session
+    /// of theirs first, so that a failure half-way leaves nothing usable.
+    /// Returns the user removed and how many sessions ended.
+    pub async fn remove_user(
+        &self,
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Outcome<(UserRecord, usize)> {
+        let Some(user) = self.stores.users.user_by_username(username).await? else {
+            return Err(Denied::NotFound("user"));
+        };
+        let revoked = self
+            .stores
+            .sessions
+            .revoke_user_sessions(&user.id, None, now)
+            .await?;
+        self.stores.users.delete_user(&user.id).await?;
+        tracing::info!(user_id = %user.id, revoked = revoked.len(), "user deleted");
+        Ok((user, revoked.len()))
+    }
+
+    /// Makes a new key of `keys`' algorithm, sealed under their master key,
+    /// the current one; the previous key stays published (running servers
+    /// decide until when).
+    pub async fn rotate_keys(&self, keys: &Keys, now: OffsetDateTime) -> Outcome<StoredKey> {
+        let key = keys
+            .new_key(now)
+            .map_err(|e| Denied::Internal(format!("making a key: {e}")))?;
+        self.stores.keys.rotate_key(&key).await?;
+        tracing::info!(kid = %key.kid, alg = %key.alg, "signing key rotated");
+        Ok(key)
+    }
+
+    async fn hash(&self, password: Password) -> Outcome<String> {
+        self.passwords
+            .hash(password)
+            .await
+            .map_err(|e| Denied::Internal(format!("password hashing failed: {e}")))
+    }
+}
