@@ -250,6 +250,12 @@ impl SqliteStore {
         {
             return Err(OpenError::Missing(path));
         }
+        if mode == OpenMode::Create && !memory && path.exists() && is_foreign(&options).await {
+            // Another program's database: tessera neither adds its tables
+            // nor switches the journal mode (nor, in `serve`, writes a key
+            // file beside it).
+            return Err(OpenError::NotTessera(path));
+        }
         let options = options
             .busy_timeout(StdDuration::from_secs(5))
             .foreign_keys(true);
@@ -331,6 +337,28 @@ async fn applied_migrations(pool: &SqlitePool) -> Result<Option<Vec<i64>>, sqlx:
         .fetch_all(pool)
         .await?;
     Ok(Some(versions))
+}
+
+/// Whether an existing file is another program's database: it has tables
+/// and none of tessera's migrations. Looked at read-only; a file that cannot
+/// be opened that way is left to the normal open, which says why.
+async fn is_foreign(options: &SqliteConnectOptions) -> bool {
+    let probe = options.clone().read_only(true).create_if_missing(false);
+    let Ok(pool) = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(probe)
+        .await
+    else {
+        return false;
+    };
+    let tables: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1")
+            .fetch_optional(&pool)
+            .await;
+    let foreign =
+        matches!(tables, Ok(Some(_))) && matches!(applied_migrations(&pool).await, Ok(None));
+    pool.close().await;
+    foreign
 }
 
 /// Fails with `SQLITE_READONLY` when the database cannot be written; changes

@@ -307,3 +307,46 @@ async fn postgres_is_left_untouched_by_a_start_or_a_read_that_cannot_proceed() {
         "the schema was created"
     );
 }
+
+/// Another program's SQLite database is refused by every command, and left
+/// as it was: no tessera tables, no journal-mode switch, no key file.
+#[test]
+fn another_programs_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let db = root.join("app.db");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute('CREATE TABLE notes (body TEXT)'); c.commit()",
+        )
+        .arg(&db)
+        .status()
+        .expect("python3 makes the foreign database (scripts/setup-test-deps installs it)");
+    assert!(made.success());
+    let before = std::fs::read(&db).unwrap();
+    let url = format!("sqlite://{}", db.display());
+    // `serve` last: were it to accept the file, it would not return.
+    for args in [
+        vec!["user", "list", "--database", &url],
+        vec!["user", "add", "someone", "--database", &url],
+        vec!["serve", "--listen", "127.0.0.1:0", "--database", &url],
+    ] {
+        let (code, _, stderr) = run_in(&root, &args, &[], Some("correct horse battery\n"));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        let lines = error_lines(&stderr);
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].contains("is not a tessera database") && lines[0].contains("app.db"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file was changed");
+    let mut left: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["app.db"], "no key file, WAL or other file beside it");
+}
