@@ -56,7 +56,8 @@ pub enum Command {
 pub enum KeysCommand {
     /// Make a new signing key current. The old key stays in the JWKS and keeps
     /// verifying until the last token it signed has expired (access_ttl +
-    /// leeway); running servers pick up the new key within --key-refresh.
+    /// leeway + key_refresh); running servers pick up the new key within
+    /// --key-refresh.
     /// The database must exist already.
     Rotate(Box<AllSettingsArgs>),
     /// List the signing keys and their status. Reads the database only: it
@@ -80,8 +81,8 @@ pub enum TokenCommand {
 pub struct DecodeArgs {
     /// The token; read from standard input when absent or `-`.
     pub token: Option<String>,
-    /// Verify against this JWK set: a file, or an http:// URL such as
-    /// http://127.0.0.1:7480/.well-known/jwks.json.
+    /// Verify against this JWK set: a file, or an http:// or https:// URL
+    /// such as http://127.0.0.1:7480/.well-known/jwks.json.
     #[arg(long, value_name = "FILE_OR_URL", conflicts_with = "secret")]
     pub jwks: Option<String>,
     /// Verify an HS256 token with this shared secret (its bytes as given).

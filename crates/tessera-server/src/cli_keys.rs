@@ -87,7 +87,7 @@ pub async fn list(args: SettingsArgs) -> anyhow::Result<()> {
 pub enum KeySource {
     /// The local database's keys (needs the master key).
     Database,
-    /// A JWK set from a file or an http:// URL.
+    /// A JWK set from a file or an http:// or https:// URL.
     Jwks(String),
     /// An HS256 secret, as given.
     Secret(String),
@@ -232,11 +232,12 @@ pub async fn decode(
         }
     }
     let exp = claims.get("exp").and_then(|v| v.as_i64());
-    if let Some(e) = exp.filter(|e| *e > now.unix_timestamp()) {
-        println!(
-            "time left: {}",
-            human(Duration::seconds(e - now.unix_timestamp()))
-        );
+    // Measured from the same `now` as the `exp` line above, so both agree.
+    let left = exp
+        .and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok())
+        .filter(|t| *t > now);
+    if let Some(t) = left {
+        println!("time left: {}", human(t - now));
     }
     let kid = header.get("kid").and_then(|v| v.as_str()).unwrap_or("");
     let ring = match source {
