@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cli;
 pub mod cli_keys;
 pub mod cookies;
+pub mod entry;
 pub mod error;
 pub mod extract;
 pub mod handlers;

@@ -781,32 +781,10 @@ where
 fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let name = name.to_ascii_lowercase();
     candidates
-        .map(|c| (edit_distance(&name, &c.to_ascii_lowercase()), c))
+        .map(|c| (strsim::levenshtein(&name, &c.to_ascii_lowercase()), c))
         .min_by_key(|(d, _)| *d)
         .filter(|(d, _)| *d <= (name.len() / 3).max(2))
         .map(|(_, c)| c)
-}
-
-/// Levenshtein distance: insertions, deletions and substitutions, by char.
-/// (`strsim::levenshtein` computes the same; strsim is built already, for
-/// clap's suggestions, but is not a dependency of this crate yet.)
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = i;
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
-        }
-    }
-    row[b.len()]
 }
 
 /// How a key is written in the file, for the hint after a mistake.
@@ -1434,9 +1412,6 @@ mod tests {
             "{}",
             warnings[1]
         );
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("same", "same"), 0);
     }
 
     #[test]
