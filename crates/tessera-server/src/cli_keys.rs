@@ -151,10 +151,20 @@ async fn load_jwks(source: &str) -> anyhow::Result<serde_json::Value> {
 /// neither it nor a key file is created.
 async fn database_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
     let db = Database::open(settings, Access::ReadOnly).await?;
+    let stored = db.keys.keys().await.context("reading keys")?;
+    if stored.is_empty() {
+        // Said before the master key is looked for: without keys, a missing
+        // key file is not the problem.
+        bail!(
+            "there are no signing keys in {}: is it the database the server uses? \
+             (`tessera serve` makes the first key on its first start)",
+            db.shown
+        );
+    }
     let master = master_key(settings)?;
     let context = decrypt_context(settings);
     let mut keys = Vec::new();
-    for k in db.keys.keys().await.context("reading keys")? {
+    for k in stored {
         let Some(alg) = Alg::parse(&k.alg) else {
             continue;
         };
@@ -169,8 +179,7 @@ async fn database_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
     }
     let Some((first, rest)) = keys.split_first() else {
         bail!(
-            "there are no signing keys in {}: is it the database the server uses? \
-             (`tessera serve` makes the first key on its first start)",
+            "none of the signing keys in {} is of an algorithm this tessera knows",
             db.shown
         );
     };

@@ -242,6 +242,16 @@ fn user_add_makes_a_database_but_no_key_and_serve_then_makes_the_key() {
     assert!(stdout.contains("(a new database)"), "{stdout}");
     assert!(!dir.path().join("tessera.key").exists());
 
+    // Without keys, the missing key file is not what `token decode` reports.
+    let (code, _, stderr) = run_in(dir.path(), &["token", "decode", SOME_JWT], &[], None);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("there are no signing keys in") && !stderr.contains("master key"),
+        "{stderr}"
+    );
+    // The WAL files of the read-only look are gone again; nothing was made.
+    assert!(!dir.path().join("tessera.key").exists());
+
     // The database holds no keys yet, so the first start makes the key file.
     let (child, line) = serve_in(dir.path(), &["--listen", "127.0.0.1:0"], &[]);
     assert!(line.starts_with("tessera listening on "), "{line:?}");
