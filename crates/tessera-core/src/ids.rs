@@ -26,6 +26,21 @@ pub fn session_id(rng: &mut dyn Rng) -> String {
     new_id("ses", rng)
 }
 
+/// Whether `s` could be an id made by [`new_id`] with `prefix`: the prefix,
+/// `_` and 22 base64url characters. Anything else names no record, so a
+/// caller can answer "not found" without asking a store (and no store sees
+/// a NUL byte or a megabyte of text in a key).
+pub fn is_id(prefix: &str, s: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|body| {
+            body.len() == 22
+                && body
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +53,16 @@ mod tests {
         assert!(a.starts_with("usr_") && a.len() == 4 + 22);
         assert_ne!(a, b);
         assert!(session_id(&mut OsRng).starts_with("ses_"));
+    }
+
+    #[test]
+    fn only_well_formed_ids_are_ids() {
+        let id = session_id(&mut OsRng);
+        assert!(is_id("ses", &id));
+        assert!(!is_id("usr", &id));
+        assert!(!is_id("ses", &format!("{id}x")));
+        assert!(!is_id("ses", "ses_%00x"));
+        assert!(!is_id("ses", "ses_\0AAAAAAAAAAAAAAAAAAAAA"));
+        assert!(!is_id("ses", "ses"));
     }
 }

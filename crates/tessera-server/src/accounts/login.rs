@@ -10,7 +10,10 @@
 //!    instances; if the username already had too many recent failures, refuse
 //!    the same way.
 //! 2. Verify the password — against the dummy hash when the user does not
-//!    exist, so both failures cost the same and answer the same.
+//!    exist, so both failures cost the same and answer the same. A username
+//!    no account can have (see `Username::parse`) is such a user from the
+//!    start: no counter or lookup is keyed by it, so no store sees a NUL
+//!    byte or grows by a 60 KB name.
 //! 3. On failure, count it for the address too (the username's is counted).
 //!    On success, clear the username's count (which gives back the slot this
 //!    attempt took), and store a fresh hash if the stored one used older
@@ -25,7 +28,7 @@ use tessera_core::SessionRecord;
 use tessera_core::account::key_of;
 use tessera_core::password::Verdict;
 use tessera_core::throttle::{FailureWindow, ThrottlePolicy, retry_after_seconds};
-use tessera_core::{Password, session::ClientInfo};
+use tessera_core::{Password, Username, session::ClientInfo};
 use tessera_store::UserRecord;
 use time::OffsetDateTime;
 
@@ -115,6 +118,21 @@ impl Accounts {
         Ok(())
     }
 
+    /// Counts a failure against each of `keys`.
+    async fn record_failures(
+        &self,
+        keys: &[(String, ThrottlePolicy)],
+        now: OffsetDateTime,
+    ) -> Outcome<()> {
+        for (key, policy) in keys {
+            self.stores
+                .throttle
+                .record_failure(key, now, policy.window)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Checks `password` for the user `username`. `what` labels the metric
     /// (`session`, `token`, `password_change`).
     pub(super) async fn check_password(
@@ -147,6 +165,17 @@ impl Accounts {
         // A throttled address is refused before anything is counted against the
         // account: those attempts are not failures of this username.
         self.ensure_not_throttled(&keys[1..], now).await?;
+        if Username::parse(username).is_err() {
+            // No account can have this name (a NUL byte, 60 KB of text, …):
+            // no counter or lookup is keyed by it. The address's failure
+            // counts, and the work and the answer are an unknown user's.
+            self.passwords
+                .verify(None, password.to_owned())
+                .await
+                .map_err(|e| Denied::Internal(format!("password verification failed: {e}")))?;
+            self.record_failures(&keys[1..], now).await?;
+            return Err(Denied::InvalidCredentials);
+        }
         let _turn = self.turns.take(user_key).await;
         // The attempt counts against the username before the password is
         // checked, in one atomic store call: parallel guesses each see their own
@@ -182,12 +211,7 @@ impl Accounts {
             }
             _ => {
                 // The username's failure is already counted; the address's now.
-                for (key, policy) in &keys[1..] {
-                    self.stores
-                        .throttle
-                        .record_failure(key, now, policy.window)
-                        .await?;
-                }
+                self.record_failures(&keys[1..], now).await?;
                 Err(Denied::InvalidCredentials)
             }
         }

@@ -296,6 +296,10 @@ impl Accounts {
         why: Ending,
         now: OffsetDateTime,
     ) -> Outcome<()> {
+        // Not even the shape of an id: no store is asked (nor sees a NUL byte).
+        if !ids::is_id("ses", session_id) {
+            return Err(Denied::NotFound("session"));
+        }
         let done = self
             .stores
             .sessions
@@ -371,6 +375,9 @@ impl Accounts {
         username: &str,
         now: OffsetDateTime,
     ) -> Outcome<(UserRecord, usize)> {
+        if Username::parse(username).is_err() {
+            return Err(Denied::NotFound("user"));
+        }
         let Some(user) = self.stores.users.user_by_username(username).await? else {
             return Err(Denied::NotFound("user"));
         };
