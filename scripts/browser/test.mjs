@@ -78,13 +78,16 @@ try {
   // Tokens in cookies.
   await step("token-login", "token login", /^token login: 200 \{(?!.*access_token)(?!.*refresh_token).*"token_type":"Bearer"/);
   await browserHolds("tessera_access", "/");
-  await browserHolds("tessera_refresh", "/v1/tokens/refresh");
+  await browserHolds("tessera_refresh", "/v1/tokens");
   await scriptSeesNothing("after token login");
   await step("me", "me", /^me: 200 .*"method":"cookie_token"/);
   await step("token-refresh", "token refresh", /^token refresh: 200 /);
   await step("me", "me", /^me: 200 .*"method":"cookie_token"/);
   await step("token-logout", "token logout", /^token logout: 200 /);
   await step("me", "me", /^me: 401 /);
+  const tokensLeft = (await context.cookies()).filter((c) => c.name.startsWith("tessera_"));
+  if (tokensLeft.length !== 0) fail(`cookies survived the token logout: ${tokensLeft.map((c) => c.name)}`);
+  console.log("ok the token logout cleared every token cookie");
   await scriptSeesNothing("at the end");
   console.log("browser test passed");
 } catch (e) {

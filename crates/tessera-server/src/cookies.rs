@@ -9,8 +9,15 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use time::Duration;
 
-/// The only path the refresh-token cookie is sent to.
-pub const REFRESH_PATH: &str = "/v1/tokens/refresh";
+/// The path the refresh-token cookie is sent to: the token routes, so that
+/// both `/v1/tokens/refresh` and `/v1/tokens/revoke` (a cookie-mode logout
+/// once the access token has expired) get it. No other route reads it, and
+/// no page or API route outside `/v1/tokens` ever receives it.
+pub const REFRESH_PATH: &str = "/v1/tokens";
+
+/// Where earlier versions scoped the refresh cookie; a logout clears it there
+/// too, or a browser would keep that copy until it expired.
+pub const OLD_REFRESH_PATH: &str = "/v1/tokens/refresh";
 
 /// How this server names and flags its cookies.
 #[derive(Debug, Clone)]
@@ -68,9 +75,20 @@ impl CookieConfig {
         self.build(self.access_name(), token, max_age, "/", "Strict")
     }
 
-    /// `Set-Cookie` for a refresh token, sent only to the refresh route.
+    /// `Set-Cookie` for a refresh token, sent only to the token routes.
     pub fn set_refresh(&self, token: &str, max_age: Duration) -> HeaderValue {
         self.build(self.refresh_name(), token, max_age, REFRESH_PATH, "Strict")
+    }
+
+    /// `Set-Cookie` values that make the browser drop both token cookies
+    /// (the refresh cookie at its current and its earlier path).
+    pub fn clear_tokens(&self) -> [HeaderValue; 3] {
+        let refresh = self.refresh_name();
+        [
+            self.set_access("", Duration::ZERO),
+            self.build(refresh, "", Duration::ZERO, REFRESH_PATH, "Strict"),
+            self.build(refresh, "", Duration::ZERO, OLD_REFRESH_PATH, "Strict"),
+        ]
     }
 
     fn build(
@@ -141,7 +159,7 @@ mod tests {
             c.set_refresh("tsr_rt_x", Duration::days(14))
                 .to_str()
                 .unwrap(),
-            "__Secure-tessera_refresh=tsr_rt_x; Path=/v1/tokens/refresh; Max-Age=1209600; HttpOnly; SameSite=Strict; Secure"
+            "__Secure-tessera_refresh=tsr_rt_x; Path=/v1/tokens; Max-Age=1209600; HttpOnly; SameSite=Strict; Secure"
         );
     }
 

@@ -142,32 +142,34 @@ pub async fn revoke(
 ) -> ApiResult<Response> {
     let now = now();
     // A browser in cookie mode cannot read its HttpOnly tokens: with an empty
-    // body, the access-token cookie names the session, and the answer clears
-    // both token cookies (a logout for the hybrid).
+    // body, its token cookies name the session, and the answer clears them
+    // (a logout for the hybrid). The refresh cookie is there even after the
+    // access token (and its cookie) expired, so such a logout always ends
+    // the family.
     let from_cookie =
         body.iter().all(u8::is_ascii_whitespace) && !headers.contains_key(header::CONTENT_TYPE);
-    let token = if from_cookie {
-        match cookies::find(&headers, app.cookies.access_name()).next() {
-            Some(t) => t.to_owned(),
-            None => return Err(ApiError::invalid_request("The body needs a token.")),
-        }
-    } else {
-        parse_json_body::<TokenBody>(&headers, &body)?.token
-    };
-    app.tokens.revoke(&token, now).await?;
-    let mut res = Json(json!({})).into_response();
     if from_cookie {
-        let h = res.headers_mut();
-        h.append(
-            header::SET_COOKIE,
-            app.cookies.set_access("", time::Duration::ZERO),
-        );
-        h.append(
-            header::SET_COOKIE,
-            app.cookies.set_refresh("", time::Duration::ZERO),
-        );
+        let tokens: Vec<&str> = cookies::find(&headers, app.cookies.access_name())
+            .chain(cookies::find(&headers, app.cookies.refresh_name()))
+            .filter(|t| !t.is_empty())
+            .collect();
+        if tokens.is_empty() {
+            return Err(ApiError::invalid_request(
+                "The body needs a token (or, in cookie mode, the token cookies).",
+            ));
+        }
+        for token in tokens {
+            app.tokens.revoke(token, now).await?;
+        }
+        let mut res = Json(json!({})).into_response();
+        for clear in app.cookies.clear_tokens() {
+            res.headers_mut().append(header::SET_COOKIE, clear);
+        }
+        return Ok(res);
     }
-    Ok(res)
+    let token = parse_json_body::<TokenBody>(&headers, &body)?.token;
+    app.tokens.revoke(&token, now).await?;
+    Ok(Json(json!({})).into_response())
 }
 
 /// `POST /v1/tokens/introspect` (RFC 7662), behind the admin key.

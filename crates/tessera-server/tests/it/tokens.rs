@@ -517,7 +517,7 @@ async fn the_hybrid_keeps_tokens_in_httponly_cookies() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/;"] {
         assert!(access.contains(attr), "{attr} in {access}");
     }
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/v1/tokens/refresh"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/v1/tokens;"] {
         assert!(refresh_c.contains(attr), "{attr} in {refresh_c}");
     }
     let body: Value = res.json().await.unwrap();
@@ -933,6 +933,62 @@ async fn a_cookie_mode_client_logs_out_through_revoke_and_loses_its_cookies() {
     )
     .await;
     assert_error(&got, 400, "invalid_request");
+}
+
+/// Issue 8, item 5: once the access token (and its cookie) expired, the
+/// browser sends only the refresh cookie; the logout still ends the family
+/// and clears every token cookie.
+#[tokio::test]
+async fn a_cookie_mode_logout_works_after_the_access_token_expired() {
+    let server = start().await;
+    let name = unique("expiredlogout");
+    register(&server, &name).await;
+    let res = server
+        .post_json(
+            "/v1/tokens?cookie=true",
+            &json!({ "username": name, "password": PASSWORD }),
+        )
+        .await;
+    let refresh = cookie_pair(&res, "tessera_refresh").unwrap();
+    let set = set_cookies(&res);
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("tessera_refresh=") && c.contains("Path=/v1/tokens;")),
+        "the refresh cookie reaches /v1/tokens/revoke: {set:?}"
+    );
+    // The browser has only the refresh cookie left.
+    let res = server
+        .request(
+            Method::POST,
+            "/v1/tokens/revoke",
+            headers([("cookie", &refresh)]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let cleared = set_cookies(&res);
+    for (name, path) in [
+        ("tessera_access=;", "Path=/;"),
+        ("tessera_refresh=;", "Path=/v1/tokens;"),
+        ("tessera_refresh=;", "Path=/v1/tokens/refresh;"),
+    ] {
+        assert!(
+            cleared
+                .iter()
+                .any(|c| c.starts_with(name) && c.contains(path) && c.contains("Max-Age=0")),
+            "{name} {path} in {cleared:?}"
+        );
+    }
+    // The family is over: its refresh token no longer refreshes.
+    let res = server
+        .request(
+            Method::POST,
+            "/v1/tokens/refresh",
+            headers([("cookie", &refresh)]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 401);
 }
 
 #[tokio::test]
