@@ -7,12 +7,13 @@ use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_core::SessionPolicy;
 use tessera_core::jwt::TokenRules;
-use tessera_store::{KeyStore, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore};
-use tessera_store_postgres::{
-    OpenError as PostgresOpenError, OpenMode as PostgresMode, PoolOptions, PostgresStore,
+
+use tessera_store::{
+    KeyStore, OpenMode, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore,
 };
+use tessera_store_postgres::{OpenError as PostgresOpenError, PoolOptions, PostgresStore};
 use tessera_store_redis::RedisStore;
-use tessera_store_sqlite::{OpenError as SqliteOpenError, OpenMode as SqliteMode, SqliteStore};
+use tessera_store_sqlite::{OpenError as SqliteOpenError, SqliteStore};
 
 use crate::accounts::{Accounts, TokenSettings, Tokens};
 use crate::cookies::CookieConfig;
@@ -65,18 +66,6 @@ fn database_error(problem: impl std::fmt::Display) -> StoreSetupError {
     ))
 }
 
-/// What a command may do to the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Create it if it is missing, and migrate it: `serve`, `user add`.
-    Create,
-    /// It must exist; migrate it and write to it: `user delete`, `keys rotate`.
-    Existing,
-    /// It must exist; create, migrate and write nothing: `user list`,
-    /// `keys list`, `token decode`.
-    ReadOnly,
-}
-
 /// Longest wait for PostgreSQL to answer while opening (its first
 /// connection has no time limit of its own).
 const POSTGRES_OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -99,17 +88,12 @@ pub struct Database {
 impl Database {
     /// Opens the database the settings name, as `access` allows. An error
     /// names the database, what is wrong and what to do.
-    pub async fn open(settings: &Settings, access: Access) -> Result<Self, StoreSetupError> {
+    pub async fn open(settings: &Settings, access: OpenMode) -> Result<Self, StoreSetupError> {
         let shown = settings.database_shown();
         let (all, created) = match &settings.database {
             DatabaseUrl::Sqlite(url) => {
                 let existed = SqliteStore::file_of(url).is_none_or(|path| path.exists());
-                let mode = match access {
-                    Access::Create => SqliteMode::Create,
-                    Access::Existing => SqliteMode::Existing,
-                    Access::ReadOnly => SqliteMode::ReadOnly,
-                };
-                let store = SqliteStore::open_with(url, mode)
+                let store = SqliteStore::open_with(url, access)
                     .await
                     .map_err(|e| sqlite_error(e, &shown))?;
                 (Stores::all_in(Arc::new(store)), !existed)
@@ -119,15 +103,10 @@ impl Database {
                     max_connections: settings.database_max_connections,
                     ..PoolOptions::default()
                 };
-                let mode = match access {
-                    Access::Create => PostgresMode::Create,
-                    Access::Existing => PostgresMode::Existing,
-                    Access::ReadOnly => PostgresMode::ReadOnly,
-                };
                 let schema = settings.database_schema.as_deref();
                 let opened = tokio::time::timeout(
                     POSTGRES_OPEN_TIMEOUT,
-                    PostgresStore::open_with(url, schema, pool, mode),
+                    PostgresStore::open_with(url, schema, pool, access),
                 )
                 .await
                 .map_err(|_| {
@@ -217,11 +196,11 @@ impl Stores {
     /// PostgreSQL) holds users and keys, and sessions, refresh tokens and
     /// failure counters unless Redis is configured for them.
     pub async fn open(settings: &Settings) -> Result<Self, StoreSetupError> {
-        Self::open_with(settings, Access::Create).await
+        Self::open_with(settings, OpenMode::Create).await
     }
 
     /// Opens the database as `access` allows, then Redis, if set.
-    pub async fn open_with(settings: &Settings, access: Access) -> Result<Self, StoreSetupError> {
+    pub async fn open_with(settings: &Settings, access: OpenMode) -> Result<Self, StoreSetupError> {
         Database::open(settings, access)
             .await?
             .with_redis(settings)

@@ -9,9 +9,10 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use tessera_core::{Password, Username};
 
 use crate::accounts::{Accounts, Denied, Registrar};
-use crate::app::{Access, Database, Stores};
+use crate::app::{Database, Stores};
 use crate::handlers::{now, rfc3339};
 use crate::settings::{AllSettingsArgs, Settings, SettingsArgs};
+use tessera_store::OpenMode;
 
 /// tessera: sessions and tokens, done properly.
 ///
@@ -258,7 +259,7 @@ pub async fn user_add(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let password = read_password()?;
     Password::parse(&password).map_err(|e| anyhow::anyhow!("invalid password: {e}"))?;
-    let db = Database::open(&settings, Access::Create).await?;
+    let db = Database::open(&settings, OpenMode::Create).await?;
     let accounts = Accounts::for_settings(db.with_redis(&settings).await?, &settings, 1)?;
     match accounts
         .register(username.as_str(), &password, Registrar::Operator, now())
@@ -282,7 +283,7 @@ pub async fn user_add(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
 /// `tessera user delete NAME`: [`Accounts::remove_user`].
 pub async fn user_delete(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
-    let stores = Stores::open_with(&settings, Access::Existing).await?;
+    let stores = Stores::open_with(&settings, OpenMode::Existing).await?;
     let shown = settings.database_shown();
     let accounts = Accounts::for_settings(stores, &settings, 1)?;
     match accounts.remove_user(name, now()).await {
@@ -302,7 +303,7 @@ pub async fn user_delete(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
 /// which database they are in.
 pub async fn user_list(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
-    let db = Database::open(&settings, Access::ReadOnly).await?;
+    let db = Database::open(&settings, OpenMode::ReadOnly).await?;
     let users = db.users.list_users().await.context("listing users")?;
     println!("{:<26}  {:<64}  CREATED", "ID", "USERNAME");
     for u in &users {

@@ -10,10 +10,11 @@ use tessera_core::jwt::{Alg, KeyMaterial, KeyRing, TokenRules, peek};
 use time::{Duration, OffsetDateTime};
 
 use crate::accounts::Accounts;
-use crate::app::{Access, Database};
+use crate::app::Database;
 use crate::handlers::{now, rfc3339};
 use crate::keys::{Keys, decrypt_context, does_not_decrypt, is_published, master_key};
 use crate::settings::{Settings, SettingsArgs};
+use tessera_store::OpenMode;
 
 /// `tessera keys rotate`: a new current key; the old one stays published
 /// until the last token it signed has expired.
@@ -21,7 +22,7 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     // The database must exist already: rotating the keys of a database made
     // here by mistake would only start a second installation.
-    let db = Database::open(&settings, Access::Existing).await?;
+    let db = Database::open(&settings, OpenMode::Existing).await?;
     let now = now();
     // Opening checks the master key against the database before anything is
     // written; a wrong one is a setting error (exit 2), as for `serve`.
@@ -50,7 +51,7 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
 /// are in.
 pub async fn list(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
-    let db = Database::open(&settings, Access::ReadOnly).await?;
+    let db = Database::open(&settings, OpenMode::ReadOnly).await?;
     let keep = settings.key_publication();
     let now = now();
     let keys = db.keys.keys().await.context("reading keys")?;
@@ -150,7 +151,7 @@ async fn load_jwks(source: &str) -> anyhow::Result<serde_json::Value> {
 /// The keys of the database, which is only read: it must exist, and
 /// neither it nor a key file is created.
 async fn database_ring(settings: &Settings) -> anyhow::Result<KeyRing> {
-    let db = Database::open(settings, Access::ReadOnly).await?;
+    let db = Database::open(settings, OpenMode::ReadOnly).await?;
     let stored = db.keys.keys().await.context("reading keys")?;
     if stored.is_empty() {
         // Said before the master key is looked for: without keys, a missing

@@ -35,19 +35,9 @@ pub struct PostgresStore {
     schema: Option<String>,
 }
 
-/// How [`PostgresStore::open_with`] treats the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenMode {
-    /// Create the schema if it is missing and apply pending migrations (what
-    /// `tessera serve` does).
-    Create,
-    /// tessera's tables must exist already; pending migrations are applied.
-    /// For commands that change an existing installation.
-    Existing,
-    /// tessera's tables must exist and be fully migrated. Every transaction
-    /// is read-only: nothing is created, migrated or written.
-    ReadOnly,
-}
+/// How [`PostgresStore::open_with`] treats the database: in
+/// [`OpenMode::ReadOnly`] every transaction is read-only.
+pub use tessera_store::OpenMode;
 
 /// Why the database could not be opened.
 #[derive(Debug, thiserror::Error)]

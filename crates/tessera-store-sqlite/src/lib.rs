@@ -34,19 +34,9 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// How [`SqliteStore::open_with`] treats the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenMode {
-    /// Create the file if it is missing and apply pending migrations (what
-    /// `tessera serve` does).
-    Create,
-    /// The file must exist and hold a tessera database; pending migrations
-    /// are applied. For commands that change an existing installation.
-    Existing,
-    /// The file must exist and hold a fully migrated tessera database. It is
-    /// opened read-only: nothing is created, migrated or written.
-    ReadOnly,
-}
+/// How [`SqliteStore::open_with`] treats the file: in
+/// [`OpenMode::ReadOnly`] it is opened read-only.
+pub use tessera_store::OpenMode;
 
 /// Why the database could not be opened. Every message names the file.
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,22 @@ pub mod sqlx_migrations;
 
 pub use memory::MemoryStore;
 
+/// How a database backend is opened: what a command may do to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create it (the file, the schema) if it is missing and apply pending
+    /// migrations: what `tessera serve` and `tessera user add` do.
+    Create,
+    /// tessera's tables must exist already; pending migrations are applied.
+    /// For commands that change an existing installation (`user delete`,
+    /// `keys rotate`).
+    Existing,
+    /// tessera's tables must exist and be fully migrated; nothing is
+    /// created, migrated or written (`user list`, `keys list`, `token
+    /// decode`).
+    ReadOnly,
+}
+
 /// A boxed error from a backend driver, kept as the source.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
