@@ -256,11 +256,7 @@ impl PostgresStore {
                     .fetch_all(&mut conn)
                     .await
                     .map_err(OpenError::Open)?;
-            let pending = MIGRATIONS
-                .0
-                .iter()
-                .any(|(version, _, _)| !applied.contains(version));
-            if mode == OpenMode::ReadOnly && pending {
+            if mode == OpenMode::ReadOnly && MIGRATIONS.pending(&applied) {
                 return Err(OpenError::Outdated);
             }
         }

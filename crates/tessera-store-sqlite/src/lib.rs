@@ -228,12 +228,6 @@ impl SqliteStore {
                 })
             }
         };
-        let migrator = sqlx::migrate::Migrator::new(MIGRATIONS)
-            .await
-            .map_err(|error| OpenError::Migrate {
-                path: path.clone(),
-                error,
-            })?;
         if mode != OpenMode::Create
             && let Err(e) = std::fs::metadata(&path)
             && e.kind() == std::io::ErrorKind::NotFound
@@ -250,12 +244,8 @@ impl SqliteStore {
             .busy_timeout(StdDuration::from_secs(5))
             .foreign_keys(true);
         let options = match mode {
-            OpenMode::Create => options
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full),
-            OpenMode::Existing => options
-                .create_if_missing(false)
+            OpenMode::Create | OpenMode::Existing => options
+                .create_if_missing(mode == OpenMode::Create)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full),
             OpenMode::ReadOnly => options.create_if_missing(false).read_only(true),
@@ -274,11 +264,8 @@ impl SqliteStore {
                 Ok(None) => return Err(OpenError::NotTessera(path)),
                 Err(e) => return Err(failed(e)),
             };
-            let pending = migrator
-                .iter()
-                .any(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version));
             if mode == OpenMode::ReadOnly {
-                return if pending {
+                return if MIGRATIONS.pending(&applied) {
                     Err(OpenError::Outdated(path))
                 } else {
                     Ok(Self { pool })
@@ -288,6 +275,12 @@ impl SqliteStore {
         // SQLite opens a file it may not write read-only without a word, and
         // the first write fails much later: try one now, and roll it back.
         probe_writable(&pool).await.map_err(failed)?;
+        let migrator = sqlx::migrate::Migrator::new(MIGRATIONS)
+            .await
+            .map_err(|error| OpenError::Migrate {
+                path: path.clone(),
+                error,
+            })?;
         migrator.run(&pool).await.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(e)
             | sqlx::migrate::MigrateError::ExecuteMigration(e, _)

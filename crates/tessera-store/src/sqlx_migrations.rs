@@ -19,6 +19,16 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 #[derive(Debug, Clone, Copy)]
 pub struct Embedded(pub &'static [(i64, &'static str, &'static str)]);
 
+impl Embedded {
+    /// Whether any of these migrations is missing from `applied`, the
+    /// versions a database records as done (so it is not fully migrated).
+    pub fn pending(&self, applied: &[i64]) -> bool {
+        self.0
+            .iter()
+            .any(|(version, _, _)| !applied.contains(version))
+    }
+}
+
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send>> {
         let migrations = self
