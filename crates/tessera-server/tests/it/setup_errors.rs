@@ -350,3 +350,37 @@ fn another_programs_database_is_refused_and_left_alone() {
     left.sort();
     assert_eq!(left, ["app.db"], "no key file, WAL or other file beside it");
 }
+
+/// A database an older tessera made (a migration missing) is not migrated
+/// by a command that only reads; it says how to migrate it.
+#[test]
+fn a_read_only_command_names_an_outdated_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let (code, _, stderr) = run_in(
+        &root,
+        &["user", "add", "someone"],
+        &[],
+        Some("correct horse battery\n"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let db = root.join("tessera.db");
+    let undone = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute('DELETE FROM _sqlx_migrations WHERE version = 2'); c.commit()",
+        )
+        .arg(&db)
+        .status()
+        .expect("python3 (scripts/setup-test-deps installs it)");
+    assert!(undone.success());
+    let (code, _, stderr) = run_in(&root, &["user", "list"], &[], None);
+    assert_eq!(code, 2, "{stderr}");
+    let lines = error_lines(&stderr);
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("not migrated yet") && lines[0].contains("tessera serve"),
+        "{stderr}"
+    );
+}
