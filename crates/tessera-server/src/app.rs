@@ -44,22 +44,6 @@ pub struct Stores {
 #[error("{0}")]
 pub struct StoreSetupError(pub String);
 
-/// An error and its sources on one line, each cause once: sqlx, for one,
-/// repeats a database's message in its source.
-pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 fn database_error(problem: impl std::fmt::Display) -> StoreSetupError {
     StoreSetupError(format!(
         "invalid setting database (--database / TESSERA_DATABASE_URL): {problem}"
@@ -146,7 +130,7 @@ impl Database {
                         StoreSetupError(format!(
                             "invalid setting redis (--redis / TESSERA_REDIS_URL): {}: {}",
                             crate::settings::redact_url(url),
-                            one_line(&e)
+                            crate::error::error_chain(&e)
                         ))
                     })?,
             );

@@ -10,9 +10,10 @@
 
 use std::process::ExitCode;
 
-use crate::app::{StoreSetupError, one_line};
+use crate::app::StoreSetupError;
 use crate::cli::{Cli, Command, ConfigCommand, KeysCommand, TokenCommand, UserCommand};
 use crate::cli_keys::{self, KeySource};
+use crate::error::error_chain;
 use crate::settings::{SettingError, Settings, SettingsArgs};
 use crate::{cli, serve, telemetry};
 
@@ -47,7 +48,7 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("tessera: {}", one_line(e.as_ref()));
+            eprintln!("tessera: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

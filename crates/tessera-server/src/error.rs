@@ -194,13 +194,18 @@ impl From<Denied> for ApiError {
     }
 }
 
-/// An error and its sources on one line, for the log.
+/// An error and its sources on one line, for the log and for the command
+/// line. A cause whose text is already in the line is left out: sqlx, for
+/// one, repeats a database's message in its source.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
