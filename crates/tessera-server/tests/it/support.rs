@@ -160,6 +160,17 @@ pub async fn tokens(server: &Server, name: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// Logs in for tokens in cookies (`POST /v1/tokens?cookie=true`) and returns
+/// the response, whose `Set-Cookie` headers carry them.
+pub async fn cookie_tokens(server: &Server, name: &str) -> reqwest::Response {
+    server
+        .post_json(
+            "/v1/tokens?cookie=true",
+            &json!({ "username": name, "password": PASSWORD }),
+        )
+        .await
+}
+
 /// `Authorization: Bearer <token>`.
 pub fn bearer(token: &Value) -> HeaderMap {
     let t = token

@@ -498,12 +498,7 @@ async fn the_hybrid_keeps_tokens_in_httponly_cookies() {
     let server = start().await;
     let name = unique("hybrid");
     register(&server, &name).await;
-    let res = server
-        .post_json(
-            "/v1/tokens?cookie=true",
-            &json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let res = cookie_tokens(&server, &name).await;
     assert_eq!(res.status(), 200);
     let cookies = set_cookies(&res);
     let access = cookies
@@ -569,12 +564,7 @@ async fn the_hybrid_keeps_tokens_in_httponly_cookies() {
     )
     .await;
     register(&secure, &name).await;
-    let res = secure
-        .post_json(
-            "/v1/tokens?cookie=true",
-            &json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let res = cookie_tokens(&secure, &name).await;
     let cookies = set_cookies(&res);
     assert!(
         cookies
@@ -886,12 +876,7 @@ async fn a_cookie_mode_client_logs_out_through_revoke_and_loses_its_cookies() {
     let server = start().await;
     let name = unique("cookielogout");
     register(&server, &name).await;
-    let res = server
-        .post_json(
-            "/v1/tokens?cookie=true",
-            &json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let res = cookie_tokens(&server, &name).await;
     let access = cookie_pair(&res, "tessera_access").unwrap();
     assert_eq!(
         me_status(&server, headers([("cookie", &access)])).await,
@@ -943,12 +928,7 @@ async fn a_cookie_mode_logout_works_after_the_access_token_expired() {
     let server = start().await;
     let name = unique("expiredlogout");
     register(&server, &name).await;
-    let res = server
-        .post_json(
-            "/v1/tokens?cookie=true",
-            &json!({ "username": name, "password": PASSWORD }),
-        )
-        .await;
+    let res = cookie_tokens(&server, &name).await;
     let refresh = cookie_pair(&res, "tessera_refresh").unwrap();
     let set = set_cookies(&res);
     assert!(
