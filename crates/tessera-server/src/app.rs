@@ -115,9 +115,7 @@ impl Database {
             all,
         })
     }
-}
 
-impl Database {
     /// Every store: this database's, with sessions, refresh tokens and
     /// failure counters in Redis if the settings name one.
     pub async fn with_redis(&self, settings: &Settings) -> Result<Stores, StoreSetupError> {
