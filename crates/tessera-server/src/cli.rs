@@ -11,7 +11,7 @@ use tessera_core::{Password, Username};
 use crate::accounts::{Accounts, Denied, Registrar};
 use crate::app::{Database, Stores};
 use crate::handlers::{now, rfc3339};
-use crate::settings::{AllSettingsArgs, Settings, SettingsArgs};
+use crate::settings::{Settings, SettingsArgs};
 use tessera_store::OpenMode;
 
 /// tessera: sessions and tokens, done properly.
@@ -37,7 +37,7 @@ pub enum Command {
     /// Prints `tessera listening on http://ADDR` when ready; stops gracefully on
     /// SIGINT and SIGTERM. An invalid setting stops the start with one line
     /// naming it and exit code 2.
-    Serve(Box<AllSettingsArgs>),
+    Serve(Box<SettingsArgs>),
     /// Manage user accounts in the database.
     #[command(subcommand)]
     User(UserCommand),
@@ -60,10 +60,10 @@ pub enum KeysCommand {
     /// leeway + key_refresh); running servers pick up the new key within
     /// --key-refresh.
     /// The database must exist already.
-    Rotate(Box<AllSettingsArgs>),
+    Rotate(Box<SettingsArgs>),
     /// List the signing keys and their status. Reads the database only: it
     /// must exist, and nothing is created.
-    List(Box<AllSettingsArgs>),
+    List(Box<SettingsArgs>),
 }
 
 /// `tessera token …`.
@@ -91,7 +91,7 @@ pub struct DecodeArgs {
     pub secret: Option<String>,
     /// Issuer, audience, leeway, database and master key to check against.
     #[command(flatten)]
-    pub settings: AllSettingsArgs,
+    pub settings: SettingsArgs,
 }
 
 /// `tessera user …`.
@@ -105,7 +105,7 @@ pub enum UserCommand {
         name: String,
         /// Where the database is.
         #[command(flatten)]
-        settings: Box<AllSettingsArgs>,
+        settings: Box<SettingsArgs>,
     },
     /// Delete a user and revoke every session and token family they have:
     /// their access tokens are refused by this server at once. The database
@@ -115,14 +115,14 @@ pub enum UserCommand {
         name: String,
         /// Where the database (and Redis) is.
         #[command(flatten)]
-        settings: Box<AllSettingsArgs>,
+        settings: Box<SettingsArgs>,
     },
     /// List every user: id, username, creation time. Reads the database
     /// only: it must exist, and nothing is created.
     List {
         /// Where the database is.
         #[command(flatten)]
-        settings: Box<AllSettingsArgs>,
+        settings: Box<SettingsArgs>,
     },
 }
 
@@ -132,7 +132,7 @@ pub enum ConfigCommand {
     /// Validate the settings (flags, environment, file) as `serve` would,
     /// without starting or contacting the database, and print the result
     /// with secrets hidden.
-    Check(Box<AllSettingsArgs>),
+    Check(Box<SettingsArgs>),
 }
 
 /// Where the database is.

@@ -14,7 +14,7 @@ use crate::app::StoreSetupError;
 use crate::cli::{Cli, Command, ConfigCommand, KeysCommand, TokenCommand, UserCommand};
 use crate::cli_keys::{self, KeySource};
 use crate::error::error_chain;
-use crate::settings::{SettingError, Settings, SettingsArgs};
+use crate::settings::{SettingError, Settings};
 use crate::{cli, serve, telemetry};
 
 /// The `tessera` command.
@@ -69,20 +69,14 @@ impl std::error::Error for NotVerified {}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::serve(Settings::resolve(SettingsArgs::from(*args))?).await,
-        Command::User(UserCommand::Add { name, settings }) => {
-            cli::user_add(&name, SettingsArgs::from(*settings)).await
-        }
-        Command::User(UserCommand::List { settings }) => {
-            cli::user_list(SettingsArgs::from(*settings)).await
-        }
+        Command::Serve(args) => serve::serve(Settings::resolve(*args)?).await,
+        Command::User(UserCommand::Add { name, settings }) => cli::user_add(&name, *settings).await,
+        Command::User(UserCommand::List { settings }) => cli::user_list(*settings).await,
         Command::User(UserCommand::Delete { name, settings }) => {
-            cli::user_delete(&name, SettingsArgs::from(*settings)).await
+            cli::user_delete(&name, *settings).await
         }
-        Command::Keys(KeysCommand::Rotate(args)) => {
-            cli_keys::rotate(SettingsArgs::from(*args)).await
-        }
-        Command::Keys(KeysCommand::List(args)) => cli_keys::list(SettingsArgs::from(*args)).await,
+        Command::Keys(KeysCommand::Rotate(args)) => cli_keys::rotate(*args).await,
+        Command::Keys(KeysCommand::List(args)) => cli_keys::list(*args).await,
         Command::Token(TokenCommand::Decode(args)) => {
             let args = *args;
             let source = match (args.jwks, args.secret) {
@@ -90,7 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 (None, Some(secret)) => KeySource::Secret(secret),
                 (None, None) => KeySource::Database,
             };
-            let settings = SettingsArgs::from(args.settings);
+            let settings = args.settings;
             if cli_keys::decode(args.token, source, settings).await? {
                 Ok(())
             } else {
@@ -98,7 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Config(ConfigCommand::Check(args)) => {
-            let settings = Settings::resolve(SettingsArgs::from(*args))?;
+            let settings = Settings::resolve(*args)?;
             settings.check_serve()?;
             println!(
                 "# settings are valid (the database and Redis were not contacted)\n{}",

@@ -1,9 +1,8 @@
 //! Settings: one typed struct, resolved from flags, the environment and a TOML
 //! file, in that order of precedence.
 //!
-//! clap reads flags and environment variables, in groups that head the help
-//! ([`DatabaseArgs`], [`AlgArgs`], …, all of them in [`AllSettingsArgs`]),
-//! into [`SettingsArgs`] (every value optional and kept as text);
+//! clap reads flags and environment variables, under the headings of the
+//! help, into [`SettingsArgs`] (every value optional and kept as text);
 //! [`FileSettings`] reads the TOML file and rejects unknown keys;
 //! [`Settings::resolve`] merges them, applies the defaults of `docs/api.md`
 //! and validates everything in one place, so a bad value stops the start
@@ -32,329 +31,191 @@ pub struct SettingError {
     pub problem: String,
 }
 
-/// Every setting as flags and environment variables give it: each value
-/// optional and kept as text, for [`Settings::resolve`]. Commands fill it
-/// from the groups of flags below.
-#[derive(Debug, Default, Clone)]
-pub struct SettingsArgs {
-    /// `--config`.
-    pub config: Option<PathBuf>,
-    /// `--listen`.
-    pub listen: Option<String>,
-    /// `--database`.
-    pub database: Option<String>,
-    /// `--database-schema`.
-    pub database_schema: Option<String>,
-    /// `--database-max-connections`.
-    pub database_max_connections: Option<String>,
-    /// `--redis`.
-    pub redis: Option<String>,
-    /// `--redis-prefix`.
-    pub redis_prefix: Option<String>,
-    /// `--issuer`.
-    pub issuer: Option<String>,
-    /// `--audience`.
-    pub audience: Option<String>,
-    /// `--jwt-alg`.
-    pub jwt_alg: Option<String>,
-    /// `--refresh-grace`.
-    pub refresh_grace: Option<String>,
-    /// `--leeway`.
-    pub leeway: Option<String>,
-    /// `--master-key`.
-    pub master_key: Option<String>,
-    /// `--admin-key`.
-    pub admin_key: Option<String>,
-    /// `--insecure-dev-cookies`.
-    pub insecure_dev_cookies: Option<bool>,
-    /// `--allow-insecure-cookies-on-network`.
-    pub allow_insecure_cookies_on_network: Option<bool>,
-    /// `--disable-registration`.
-    pub disable_registration: Option<bool>,
-    /// `--trust-forwarded-for`.
-    pub trust_forwarded_for: Option<bool>,
-    /// `--access-ttl`.
-    pub access_ttl: Option<String>,
-    /// `--refresh-ttl`.
-    pub refresh_ttl: Option<String>,
-    /// `--session-idle`.
-    pub session_idle: Option<String>,
-    /// `--session-ttl`.
-    pub session_ttl: Option<String>,
-    /// `--key-refresh`.
-    pub key_refresh: Option<String>,
-}
-
-/// `--config`, which every command reads.
+/// Every setting as flags and environment variables give it, each value
+/// optional and kept as text, for [`Settings::resolve`]. Every command takes
+/// these flags; its help shows those it uses (`cli::command`).
 #[derive(Debug, Default, Clone, clap::Args)]
-pub struct ConfigArgs {
+pub struct SettingsArgs {
     /// TOML file with settings; flags and environment variables win over it.
     #[arg(long, env = "TESSERA_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-}
-
-impl ConfigArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.config = self.config;
-    }
-}
-
-/// Where the database is.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Storage")]
-pub struct DatabaseArgs {
-    /// Database for users and keys, and by default sessions and refresh
-    /// tokens: sqlite://PATH or postgres://... [default: sqlite://tessera.db]
-    #[arg(long, env = "TESSERA_DATABASE_URL", value_name = "URL")]
-    pub database: Option<String>,
-    /// PostgreSQL only: the schema tessera's tables live in (serve creates it
-    /// if missing), so one database can hold several installations.
-    /// [default: the connection's default schema]
-    #[arg(long, env = "TESSERA_DATABASE_SCHEMA", value_name = "NAME")]
-    pub database_schema: Option<String>,
-}
-
-impl DatabaseArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.database = self.database;
-        to.database_schema = self.database_schema;
-    }
-}
-
-/// The server's connection pool.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Storage")]
-pub struct PoolArgs {
-    /// PostgreSQL only: most connections this instance opens. [default: 10]
-    #[arg(long, env = "TESSERA_DATABASE_MAX_CONNECTIONS", value_name = "N")]
-    pub database_max_connections: Option<String>,
-}
-
-impl PoolArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.database_max_connections = self.database_max_connections;
-    }
-}
-
-/// Redis, where sessions may live.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Storage")]
-pub struct RedisArgs {
-    /// When set, sessions, refresh tokens and login-failure counters live in
-    /// Redis (users and keys stay in the database): redis://... or rediss://...
-    #[arg(long, env = "TESSERA_REDIS_URL", value_name = "URL")]
-    pub redis: Option<String>,
-    /// Prefix of every Redis key, so several installations can share one
-    /// Redis. [default: tessera]
-    #[arg(long, env = "TESSERA_REDIS_PREFIX", value_name = "PREFIX")]
-    pub redis_prefix: Option<String>,
-}
-
-impl RedisArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.redis = self.redis;
-        to.redis_prefix = self.redis_prefix;
-    }
-}
-
-/// The key that seals the signing keys.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Storage")]
-pub struct MasterKeyArgs {
-    /// Key-encryption key for signing keys in the database: 64 hex characters.
-    /// [default with SQLite: a 0600 file tessera.key beside the database]
-    #[arg(
-        long,
-        env = "TESSERA_MASTER_KEY",
-        value_name = "KEY",
-        hide_env_values = true
-    )]
-    pub master_key: Option<String>,
-}
-
-impl MasterKeyArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.master_key = self.master_key;
-    }
-}
-
-/// Who issues access tokens, and for whom.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Tokens")]
-pub struct IssuerArgs {
-    /// `iss` of access tokens. [default: http://127.0.0.1:7480]
-    #[arg(long, env = "TESSERA_ISSUER", value_name = "URL")]
-    pub issuer: Option<String>,
-    /// `aud` of access tokens. [default: the issuer]
-    #[arg(long, env = "TESSERA_AUDIENCE", value_name = "AUD")]
-    pub audience: Option<String>,
-}
-
-impl IssuerArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.issuer = self.issuer;
-        to.audience = self.audience;
-    }
-}
-
-/// How access tokens are signed and checked.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Tokens")]
-pub struct AlgArgs {
-    /// Signing algorithm of access tokens: EdDSA, ES256, RS256 or HS256. [default: EdDSA]
-    #[arg(long, env = "TESSERA_JWT_ALG", value_name = "ALG")]
-    pub jwt_alg: Option<String>,
-    /// Clock-skew allowance when checking exp and nbf, at most 60s. [default: 5s]
-    #[arg(long, env = "TESSERA_LEEWAY", value_name = "DUR")]
-    pub leeway: Option<String>,
-}
-
-impl AlgArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.jwt_alg = self.jwt_alg;
-        to.leeway = self.leeway;
-    }
-}
-
-/// How long a superseded signing key stays published.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Tokens")]
-pub struct KeyTimingArgs {
-    /// Lifetime of access tokens, e.g. 15m. [default: 15m]
-    #[arg(long, env = "TESSERA_ACCESS_TTL", value_name = "DUR")]
-    pub access_ttl: Option<String>,
-    /// How often a running server re-reads the signing keys, so that
-    /// `tessera keys rotate` takes effect without a restart. [default: 10s]
-    #[arg(long, env = "TESSERA_KEY_REFRESH", value_name = "DUR")]
-    pub key_refresh: Option<String>,
-}
-
-impl KeyTimingArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.access_ttl = self.access_ttl;
-        to.key_refresh = self.key_refresh;
-    }
-}
-
-/// Lifetimes of sessions and refresh tokens.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Sessions and refresh tokens")]
-pub struct LifetimeArgs {
-    /// Lifetime of refresh tokens, e.g. 14d. [default: 14d]
-    #[arg(long, env = "TESSERA_REFRESH_TTL", value_name = "DUR")]
-    pub refresh_ttl: Option<String>,
-    /// Window in which a spent refresh token returns the same successor
-    /// instead of counting as theft. [default: 0s]
-    #[arg(long, env = "TESSERA_REFRESH_GRACE", value_name = "DUR")]
-    pub refresh_grace: Option<String>,
-    /// Idle timeout of cookie sessions, e.g. 30m. [default: 30m]
-    #[arg(long, env = "TESSERA_SESSION_IDLE", value_name = "DUR")]
-    pub session_idle: Option<String>,
-    /// Absolute lifetime of cookie sessions, e.g. 24h. [default: 24h]
-    #[arg(long, env = "TESSERA_SESSION_TTL", value_name = "DUR")]
-    pub session_ttl: Option<String>,
-}
-
-impl LifetimeArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.refresh_ttl = self.refresh_ttl;
-        to.refresh_grace = self.refresh_grace;
-        to.session_idle = self.session_idle;
-        to.session_ttl = self.session_ttl;
-    }
-}
-
-/// The HTTP server.
-#[derive(Debug, Default, Clone, clap::Args)]
-#[command(next_help_heading = "Server")]
-pub struct ServerArgs {
     /// Address and port to listen on; port 0 picks a free port and prints it.
     /// [default: 127.0.0.1:7480]
-    #[arg(long, env = "TESSERA_LISTEN", value_name = "ADDR")]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_LISTEN",
+        value_name = "ADDR"
+    )]
     pub listen: Option<String>,
     /// Cookies without Secure and without the __Host-/__Secure- prefixes, for
     /// plain-HTTP development on this machine only: refused with a --listen
     /// address other machines can reach.
-    #[arg(long, env = "TESSERA_INSECURE_DEV_COOKIES", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, help_heading = "Server", env = "TESSERA_INSECURE_DEV_COOKIES", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub insecure_dev_cookies: Option<bool>,
     /// Let --insecure-dev-cookies listen on an address other machines can
     /// reach (a test network, a container), where those cookies travel in
     /// clear text. Never in production.
-    #[arg(long, env = "TESSERA_ALLOW_INSECURE_COOKIES_ON_NETWORK", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, help_heading = "Server", env = "TESSERA_ALLOW_INSECURE_COOKIES_ON_NETWORK", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub allow_insecure_cookies_on_network: Option<bool>,
     /// Refuse new registrations with 403 registration_closed.
-    #[arg(long, env = "TESSERA_DISABLE_REGISTRATION", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, help_heading = "Server", env = "TESSERA_DISABLE_REGISTRATION", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub disable_registration: Option<bool>,
     /// Behind a reverse proxy: take the client address (for the login
     /// throttle and the device list) from the last X-Forwarded-For entry,
     /// the one the proxy added. Only with a proxy that always sets it.
-    #[arg(long, env = "TESSERA_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true",
+    #[arg(long, help_heading = "Server", env = "TESSERA_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub trust_forwarded_for: Option<bool>,
     /// Bearer key for admin routes such as introspection; admin routes are off when unset.
     #[arg(
         long,
+        help_heading = "Server",
         env = "TESSERA_ADMIN_KEY",
         value_name = "KEY",
         hide_env_values = true
     )]
     pub admin_key: Option<String>,
-}
-
-impl ServerArgs {
-    fn apply(self, to: &mut SettingsArgs) {
-        to.listen = self.listen;
-        to.insecure_dev_cookies = self.insecure_dev_cookies;
-        to.allow_insecure_cookies_on_network = self.allow_insecure_cookies_on_network;
-        to.disable_registration = self.disable_registration;
-        to.trust_forwarded_for = self.trust_forwarded_for;
-        to.admin_key = self.admin_key;
-    }
-}
-
-/// Every setting: the flags of `serve` and `config check`.
-#[derive(Debug, Default, Clone, clap::Args)]
-pub struct AllSettingsArgs {
-    #[command(flatten)]
-    config: ConfigArgs,
-    #[command(flatten)]
-    server: ServerArgs,
-    #[command(flatten)]
-    database: DatabaseArgs,
-    #[command(flatten)]
-    pool: PoolArgs,
-    #[command(flatten)]
-    redis: RedisArgs,
-    #[command(flatten)]
-    master_key: MasterKeyArgs,
-    #[command(flatten)]
-    issuer: IssuerArgs,
-    #[command(flatten)]
-    alg: AlgArgs,
-    #[command(flatten)]
-    key_timing: KeyTimingArgs,
-    #[command(flatten)]
-    lifetimes: LifetimeArgs,
-}
-
-impl From<AllSettingsArgs> for SettingsArgs {
-    fn from(all: AllSettingsArgs) -> Self {
-        let mut to = Self::default();
-        all.config.apply(&mut to);
-        all.server.apply(&mut to);
-        all.database.apply(&mut to);
-        all.pool.apply(&mut to);
-        all.redis.apply(&mut to);
-        all.master_key.apply(&mut to);
-        all.issuer.apply(&mut to);
-        all.alg.apply(&mut to);
-        all.key_timing.apply(&mut to);
-        all.lifetimes.apply(&mut to);
-        to
-    }
+    /// Database for users and keys, and by default sessions and refresh
+    /// tokens: sqlite://PATH or postgres://... [default: sqlite://tessera.db]
+    #[arg(
+        long,
+        help_heading = "Storage",
+        env = "TESSERA_DATABASE_URL",
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
+    /// PostgreSQL only: the schema tessera's tables live in (serve creates it
+    /// if missing), so one database can hold several installations.
+    /// [default: the connection's default schema]
+    #[arg(
+        long,
+        help_heading = "Storage",
+        env = "TESSERA_DATABASE_SCHEMA",
+        value_name = "NAME"
+    )]
+    pub database_schema: Option<String>,
+    /// PostgreSQL only: most connections this instance opens. [default: 10]
+    #[arg(
+        long,
+        help_heading = "Storage",
+        env = "TESSERA_DATABASE_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub database_max_connections: Option<String>,
+    /// When set, sessions, refresh tokens and login-failure counters live in
+    /// Redis (users and keys stay in the database): redis://... or rediss://...
+    #[arg(
+        long,
+        help_heading = "Storage",
+        env = "TESSERA_REDIS_URL",
+        value_name = "URL"
+    )]
+    pub redis: Option<String>,
+    /// Prefix of every Redis key, so several installations can share one
+    /// Redis. [default: tessera]
+    #[arg(
+        long,
+        help_heading = "Storage",
+        env = "TESSERA_REDIS_PREFIX",
+        value_name = "PREFIX"
+    )]
+    pub redis_prefix: Option<String>,
+    /// Key-encryption key for signing keys in the database: 64 hex characters.
+    /// [default with SQLite: a 0600 file tessera.key beside the database]
+    #[arg(
+        long,
+        help_heading = "Storage",
+        env = "TESSERA_MASTER_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub master_key: Option<String>,
+    /// `iss` of access tokens. [default: http://127.0.0.1:7480]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "TESSERA_ISSUER",
+        value_name = "URL"
+    )]
+    pub issuer: Option<String>,
+    /// `aud` of access tokens. [default: the issuer]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "TESSERA_AUDIENCE",
+        value_name = "AUD"
+    )]
+    pub audience: Option<String>,
+    /// Signing algorithm of access tokens: EdDSA, ES256, RS256 or HS256. [default: EdDSA]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "TESSERA_JWT_ALG",
+        value_name = "ALG"
+    )]
+    pub jwt_alg: Option<String>,
+    /// Clock-skew allowance when checking exp and nbf, at most 60s. [default: 5s]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "TESSERA_LEEWAY",
+        value_name = "DUR"
+    )]
+    pub leeway: Option<String>,
+    /// Lifetime of access tokens, e.g. 15m. [default: 15m]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "TESSERA_ACCESS_TTL",
+        value_name = "DUR"
+    )]
+    pub access_ttl: Option<String>,
+    /// How often a running server re-reads the signing keys, so that
+    /// `tessera keys rotate` takes effect without a restart. [default: 10s]
+    #[arg(
+        long,
+        help_heading = "Tokens",
+        env = "TESSERA_KEY_REFRESH",
+        value_name = "DUR"
+    )]
+    pub key_refresh: Option<String>,
+    /// Lifetime of refresh tokens, e.g. 14d. [default: 14d]
+    #[arg(
+        long,
+        help_heading = "Sessions and refresh tokens",
+        env = "TESSERA_REFRESH_TTL",
+        value_name = "DUR"
+    )]
+    pub refresh_ttl: Option<String>,
+    /// Window in which a spent refresh token returns the same successor
+    /// instead of counting as theft. [default: 0s]
+    #[arg(
+        long,
+        help_heading = "Sessions and refresh tokens",
+        env = "TESSERA_REFRESH_GRACE",
+        value_name = "DUR"
+    )]
+    pub refresh_grace: Option<String>,
+    /// Idle timeout of cookie sessions, e.g. 30m. [default: 30m]
+    #[arg(
+        long,
+        help_heading = "Sessions and refresh tokens",
+        env = "TESSERA_SESSION_IDLE",
+        value_name = "DUR"
+    )]
+    pub session_idle: Option<String>,
+    /// Absolute lifetime of cookie sessions, e.g. 24h. [default: 24h]
+    #[arg(
+        long,
+        help_heading = "Sessions and refresh tokens",
+        env = "TESSERA_SESSION_TTL",
+        value_name = "DUR"
+    )]
+    pub session_ttl: Option<String>,
 }
 
 impl SettingsArgs {
