@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tessera_store_postgres::{OpenError, OpenMode, PoolOptions, PostgresStore};
 
 use crate::cli::{run, run_in};
+use crate::stray_state::entries;
 
 /// The lines `tessera` printed as errors.
 fn error_lines(stderr: &str) -> Vec<&str> {
@@ -19,6 +20,19 @@ fn error_lines(stderr: &str) -> Vec<&str> {
 /// A master key for commands that need one.
 fn master_key() -> String {
     "ab".repeat(32)
+}
+
+/// Runs one SQL statement on the SQLite file `db` with Python's sqlite3, an
+/// SQLite client other than tessera.
+fn sqlite_exec(db: &std::path::Path, sql: &str) {
+    let done = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()")
+        .arg(db)
+        .arg(sql)
+        .status()
+        .expect("python3 runs the SQL (scripts/setup-test-deps installs it)");
+    assert!(done.success(), "{sql}");
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on.
@@ -315,16 +329,7 @@ fn another_programs_database_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let db = root.join("app.db");
-    let made = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
-             c.execute('CREATE TABLE notes (body TEXT)'); c.commit()",
-        )
-        .arg(&db)
-        .status()
-        .expect("python3 makes the foreign database (scripts/setup-test-deps installs it)");
-    assert!(made.success());
+    sqlite_exec(&db, "CREATE TABLE notes (body TEXT)");
     let before = std::fs::read(&db).unwrap();
     let url = format!("sqlite://{}", db.display());
     // `serve` last: were it to accept the file, it would not return.
@@ -343,12 +348,11 @@ fn another_programs_database_is_refused_and_left_alone() {
         );
     }
     assert_eq!(std::fs::read(&db).unwrap(), before, "the file was changed");
-    let mut left: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["app.db"], "no key file, WAL or other file beside it");
+    assert_eq!(
+        entries(&root),
+        ["app.db"],
+        "no key file, WAL or other file beside it"
+    );
 }
 
 /// A database an older tessera made (a migration missing) is not migrated
@@ -365,16 +369,7 @@ fn a_read_only_command_names_an_outdated_database() {
     );
     assert_eq!(code, 0, "{stderr}");
     let db = root.join("tessera.db");
-    let undone = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
-             c.execute('DELETE FROM _sqlx_migrations WHERE version = 2'); c.commit()",
-        )
-        .arg(&db)
-        .status()
-        .expect("python3 (scripts/setup-test-deps installs it)");
-    assert!(undone.success());
+    sqlite_exec(&db, "DELETE FROM _sqlx_migrations WHERE version = 2");
     let (code, _, stderr) = run_in(&root, &["user", "list"], &[], None);
     assert_eq!(code, 2, "{stderr}");
     let lines = error_lines(&stderr);
