@@ -18,7 +18,6 @@ use tessera_store_sqlite::{OpenError as SqliteOpenError, SqliteStore};
 use crate::accounts::{Accounts, TokenSettings, Tokens};
 use crate::cookies::CookieConfig;
 use crate::keys::Keys;
-use crate::passwords::Passwords;
 use crate::settings::{DatabaseUrl, Settings};
 use crate::token_cache::VerifiedCache;
 
@@ -211,8 +210,6 @@ pub struct App {
     pub settings: Settings,
     /// The stores.
     pub stores: Stores,
-    /// Password hashing pool.
-    pub passwords: Arc<Passwords>,
     /// Session lifetimes.
     pub policy: SessionPolicy,
     /// Cookie names and flags.
@@ -247,7 +244,6 @@ impl App {
         let accounts = Accounts::for_settings(stores.clone(), &settings, cores)
             .context("setting up password hashing")?;
         let policy = accounts.rules().policy;
-        let passwords = accounts.passwords().clone();
         let rules = TokenRules {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -274,7 +270,6 @@ impl App {
             keys,
             settings,
             stores,
-            passwords,
             metrics,
             accounts,
             tokens,

@@ -201,19 +201,9 @@ impl Accounts {
         Ok(Self::new(stores, passwords, rules))
     }
 
-    /// The password hashing pool.
-    pub fn passwords(&self) -> &Arc<Passwords> {
-        &self.passwords
-    }
-
     /// The rules the operations follow.
     pub fn rules(&self) -> &AccountRules {
         &self.rules
-    }
-
-    /// The stores, for reads.
-    pub fn stores(&self) -> &Stores {
-        &self.stores
     }
 
     /// Registers an account.
