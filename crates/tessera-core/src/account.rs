@@ -16,6 +16,10 @@ pub enum AccountError {
     /// The password is shorter than 8 or longer than 1024 characters.
     #[error("password must be between 8 and 1024 characters long")]
     InvalidPassword,
+    /// The password is one attackers try first (a common password, a
+    /// keyboard pattern, a repetition, the username).
+    #[error("password is too easy to guess: {0}")]
+    GuessablePassword(String),
 }
 
 /// A username that satisfies the rules, kept as the user typed it.
@@ -91,6 +95,34 @@ impl Password {
         }
     }
 
+    /// How many leading characters the guessability estimate looks at: its
+    /// cost grows quickly with length, and a password whose first 64
+    /// characters are easy to guess is weak anyway.
+    const ESTIMATED_CHARS: usize = 64;
+
+    /// A password someone chooses now (registration, a change): the length
+    /// rule, and not one attackers try first (ASVS 6.2.4). The zxcvbn
+    /// estimator (Dropbox's, with its lists of common passwords, names and
+    /// words, keyboard patterns, repetitions and dates) must put it at
+    /// "safely unguessable" for an online attack or better (score 2 of 4:
+    /// at least 10^8 guesses), counting `user_inputs` (the username) as
+    /// known to the attacker.
+    pub fn parse_new(raw: &str, user_inputs: &[&str]) -> Result<Self, AccountError> {
+        let password = Self::parse(raw)?;
+        let head: String = raw.chars().take(Self::ESTIMATED_CHARS).collect();
+        let estimate = zxcvbn::zxcvbn(&head, user_inputs);
+        if estimate.score() >= zxcvbn::Score::Two {
+            return Ok(password);
+        }
+        let warning = estimate
+            .feedback()
+            .and_then(|f| f.warning())
+            .map(|w| w.to_string())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "add more words or characters that are less common".to_owned());
+        Err(AccountError::GuessablePassword(warning))
+    }
+
     /// The password itself, for hashing.
     pub fn expose(&self) -> &str {
         &self.0
@@ -106,6 +138,45 @@ impl fmt::Debug for Password {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guessable_passwords_are_refused_for_new_ones() {
+        for weak in [
+            "password",
+            "12345678",
+            "        ",
+            "qwertyuiop",
+            "aaaaaaaaaaaa",
+            "whatever123",
+            "password123",
+            "dave1234",
+        ] {
+            assert!(
+                matches!(
+                    Password::parse_new(weak, &["dave"]),
+                    Err(AccountError::GuessablePassword(_))
+                ),
+                "{weak:?}"
+            );
+            // Logging in with an old weak password still works.
+            assert!(Password::parse(weak).is_ok());
+        }
+        for strong in [
+            "correct horse battery",
+            "correct horse battery staple",
+            "the new password 123",
+            "another long password",
+            "long enough",
+            "wrong and unusual 77q",
+            &"x7#kQ".repeat(200),
+        ] {
+            assert!(Password::parse_new(strong, &["dave"]).is_ok(), "{strong:?}");
+        }
+        assert_eq!(
+            Password::parse_new("short", &[]).err(),
+            Some(AccountError::InvalidPassword)
+        );
+    }
 
     #[test]
     fn username_length_bounds() {

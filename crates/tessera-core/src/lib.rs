@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod csrf;
+pub mod device;
 pub mod ids;
 pub mod jwt;
 pub mod password;

@@ -29,6 +29,9 @@ pub enum Refusal {
     /// The credential's user no longer exists.
     #[error("user gone")]
     UserGone,
+    /// An operator disabled the credential's user.
+    #[error("user disabled")]
+    UserDisabled,
     /// The token's signature does not verify.
     #[error("bad signature")]
     BadSignature,
@@ -66,6 +69,7 @@ impl Refusal {
             Self::IdleExpired => "idle_expired",
             Self::Revoked => "revoked",
             Self::UserGone => "user_gone",
+            Self::UserDisabled => "user_disabled",
             Self::BadSignature => "bad_signature",
             Self::UnknownKey => "unknown_key",
             Self::WrongAlgorithm => "wrong_algorithm",

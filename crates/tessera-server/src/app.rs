@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::http::{HeaderMap, HeaderValue};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tessera_core::SessionPolicy;
+use tessera_core::device::DeviceKey;
 use tessera_core::jwt::TokenRules;
 
 use tessera_store::{
@@ -227,6 +229,8 @@ pub struct App {
     pub accounts: Accounts,
     /// The token operations.
     pub tokens: Tokens,
+    /// Signs and recognises device cookies.
+    pub devices: DeviceKey,
 }
 
 /// The shared state type of the router.
@@ -251,6 +255,7 @@ impl App {
             access_ttl: settings.access_ttl,
             leeway: settings.leeway,
         };
+        let devices = DeviceKey::derive(keys.refresh_secret());
         let keys = Arc::new(keys);
         let tokens = Tokens::new(
             accounts.clone(),
@@ -273,6 +278,22 @@ impl App {
             metrics,
             accounts,
             tokens,
+            devices,
         }))
+    }
+
+    /// The device id of a device cookie in `headers` that this server issued
+    /// for the account `username` (see `tessera_core::device`), if any.
+    pub fn known_device(&self, headers: &HeaderMap, username: &str) -> Option<String> {
+        crate::cookies::find(headers, self.cookies.device_name())
+            .take(4)
+            .find_map(|token| self.devices.recognise(username, token))
+    }
+
+    /// `Set-Cookie` with a fresh device token for the account `username`,
+    /// for the answer to a successful login.
+    pub fn device_cookie(&self, username: &str) -> HeaderValue {
+        self.cookies
+            .set_device(&self.devices.issue(username, &mut rand_core::OsRng))
     }
 }

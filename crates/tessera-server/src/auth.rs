@@ -219,6 +219,9 @@ async fn authenticate_session(
         .user_by_id(&session.user_id)
         .await?
         .ok_or(refused(Refusal::UserGone))?;
+    if user.disabled_at.is_some() {
+        return Err(refused(Refusal::UserDisabled));
+    }
     // A request that fails the CSRF check must not keep the session alive:
     // check before recording the use.
     check_csrf(parts, &secret)?;
@@ -303,6 +306,9 @@ pub async fn check_access_token(
         .user_by_id(&claims.sub)
         .await?
         .ok_or(refused(Refusal::UserGone))?;
+    if user.disabled_at.is_some() {
+        return Err(refused(Refusal::UserDisabled));
+    }
     Ok(CheckedToken {
         claims,
         session,

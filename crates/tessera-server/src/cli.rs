@@ -1,4 +1,5 @@
-//! The `tessera` command line: `serve`, `user add|delete|list`,
+//! The `tessera` command line: `serve`,
+//! `user add|delete|disable|enable|logout|list`,
 //! `config check`, `keys rotate|list`, `token decode`. Every command takes
 //! `serve`'s settings flags, and its help shows those it uses.
 
@@ -6,6 +7,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 
 use anyhow::{Context as _, bail};
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use tessera_core::session::ClientInfo;
 use tessera_core::{Password, Username};
 
 use crate::accounts::{Accounts, Denied, Registrar};
@@ -117,8 +119,38 @@ pub enum UserCommand {
         #[command(flatten)]
         settings: Box<SettingsArgs>,
     },
-    /// List every user: id, username, creation time. Reads the database
-    /// only: it must exist, and nothing is created.
+    /// Disable a user: every session and token family they have ends at
+    /// once (their access tokens are refused by this server), and logins get
+    /// the same refusal as a wrong password until `user enable`. The account
+    /// and its password stay. The database must exist already.
+    Disable {
+        /// The username (any case).
+        name: String,
+        /// Where the database (and Redis) is.
+        #[command(flatten)]
+        settings: Box<SettingsArgs>,
+    },
+    /// Enable a disabled user again: they can log in with their password.
+    Enable {
+        /// The username (any case).
+        name: String,
+        /// Where the database is.
+        #[command(flatten)]
+        settings: Box<SettingsArgs>,
+    },
+    /// Log a user out everywhere: end every session and token family they
+    /// have (their access tokens are refused by this server at once), and
+    /// keep the account. The database must exist already.
+    Logout {
+        /// The username (any case).
+        name: String,
+        /// Where the database (and Redis) is.
+        #[command(flatten)]
+        settings: Box<SettingsArgs>,
+    },
+    /// List every user: id, username, creation time, and whether the account
+    /// is disabled. Reads the database only: it must exist, and nothing is
+    /// created.
     List {
         /// Where the database is.
         #[command(flatten)]
@@ -202,6 +234,9 @@ pub fn command() -> clap::Command {
             user.mut_subcommand("add", |c| show_only(c, DATABASE))
                 .mut_subcommand("list", |c| show_only(c, DATABASE))
                 .mut_subcommand("delete", |c| show_only(c, DATABASE_AND_REDIS))
+                .mut_subcommand("disable", |c| show_only(c, DATABASE_AND_REDIS))
+                .mut_subcommand("enable", |c| show_only(c, DATABASE))
+                .mut_subcommand("logout", |c| show_only(c, DATABASE_AND_REDIS))
         })
         .mut_subcommand("keys", |keys| {
             keys.mut_subcommand("list", |c| show_only(c, KEYS_LIST))
@@ -258,11 +293,18 @@ pub async fn user_add(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     let username = Username::parse(name).map_err(|e| anyhow::anyhow!("invalid username: {e}"))?;
     let settings = Settings::resolve(args)?;
     let password = read_password()?;
-    Password::parse(&password).map_err(|e| anyhow::anyhow!("invalid password: {e}"))?;
+    Password::parse_new(&password, &[username.as_str()])
+        .map_err(|e| anyhow::anyhow!("invalid password: {e}"))?;
     let db = Database::open(&settings, OpenMode::Create).await?;
     let accounts = Accounts::for_settings(db.with_redis(&settings).await?, &settings, 1)?;
     match accounts
-        .register(username.as_str(), &password, Registrar::Operator, now())
+        .register(
+            username.as_str(),
+            &password,
+            Registrar::Operator,
+            &command_line(),
+            now(),
+        )
         .await
     {
         Ok(user) => {
@@ -286,7 +328,7 @@ pub async fn user_delete(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     let stores = Stores::open_with(&settings, OpenMode::Existing).await?;
     let shown = settings.database_shown();
     let accounts = Accounts::for_settings(stores, &settings, 1)?;
-    match accounts.remove_user(name, now()).await {
+    match accounts.remove_user(name, &command_line(), now()).await {
         Ok((user, revoked)) => {
             println!(
                 "deleted user {} ({}) from {shown}; revoked {revoked} session(s)",
@@ -299,16 +341,80 @@ pub async fn user_delete(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     }
 }
 
+/// What a user command does to an account it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChange {
+    /// `tessera user disable`.
+    Disable,
+    /// `tessera user enable`.
+    Enable,
+    /// `tessera user logout`.
+    Logout,
+}
+
+/// `tessera user disable|enable|logout NAME`:
+/// [`Accounts::disable_user`], [`Accounts::enable_user`] or
+/// [`Accounts::log_out_user`].
+pub async fn user_change(name: &str, change: UserChange, args: SettingsArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(args)?;
+    let stores = Stores::open_with(&settings, OpenMode::Existing).await?;
+    let shown = settings.database_shown();
+    let accounts = Accounts::for_settings(stores, &settings, 1)?;
+    let by = command_line();
+    let done = match change {
+        UserChange::Disable => accounts.disable_user(name, &by, now()).await,
+        UserChange::Enable => accounts.enable_user(name, &by, now()).await,
+        UserChange::Logout => accounts.log_out_user(name, &by, now()).await,
+    };
+    match done {
+        Ok((user, revoked)) => {
+            let what = match change {
+                UserChange::Disable => "disabled",
+                UserChange::Enable => "enabled",
+                UserChange::Logout => "logged out",
+            };
+            let ended = if change == UserChange::Enable {
+                String::new()
+            } else {
+                format!("; revoked {revoked} session(s)")
+            };
+            println!(
+                "{what} user {} ({}) in {shown}{ended}",
+                user.username, user.id
+            );
+            Ok(())
+        }
+        Err(Denied::NotFound(_)) => bail!("there is no user {name} in {shown}"),
+        Err(e) => Err(anyhow::Error::new(e).context("changing the user")),
+    }
+}
+
+/// Who acts when a command does: no address, and a user agent that says so
+/// in the audit trail.
+pub fn command_line() -> ClientInfo {
+    ClientInfo {
+        user_agent: Some("tessera command line".to_owned()),
+        ip: None,
+    }
+}
+
 /// `tessera user list`: the users on standard output, and on standard error
 /// which database they are in.
 pub async fn user_list(args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let db = Database::open(&settings, OpenMode::ReadOnly).await?;
     let users = db.users.list_users().await.context("listing users")?;
-    println!("{:<26}  {:<64}  CREATED", "ID", "USERNAME");
+    println!(
+        "{:<26}  {:<64}  {:<25}  STATUS",
+        "ID", "USERNAME", "CREATED"
+    );
     for u in &users {
+        let status = match u.disabled_at {
+            Some(at) => format!("disabled since {}", rfc3339(at)),
+            None => "active".to_owned(),
+        };
         println!(
-            "{:<26}  {:<64}  {}",
+            "{:<26}  {:<64}  {:<25}  {status}",
             u.id,
             u.username,
             rfc3339(u.created_at)

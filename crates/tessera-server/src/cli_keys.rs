@@ -31,7 +31,7 @@ pub async fn rotate(args: SettingsArgs) -> anyhow::Result<()> {
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;
     let accounts = Accounts::for_settings(db.with_redis(&settings).await?, &settings, 1)?;
     let key = accounts
-        .rotate_keys(&keys, now)
+        .rotate_keys(&keys, &crate::cli::command_line(), now)
         .await
         .with_context(|| format!("storing the new key in {}", db.shown))?;
     let keep = settings.key_publication();

@@ -60,24 +60,53 @@ impl CookieConfig {
         }
     }
 
-    /// `Set-Cookie` for a new session secret, living `max_age`.
-    pub fn set_session(&self, secret: &str, max_age: Duration) -> HeaderValue {
+    /// The device cookie's name (see `tessera_core::device`).
+    pub fn device_name(&self) -> &'static str {
+        if self.secure {
+            "__Host-tessera_device"
+        } else {
+            "tessera_device"
+        }
+    }
+
+    /// `Set-Cookie` for a new session secret. With `max_age` (a login that
+    /// asked to be remembered) the cookie outlives the browser session;
+    /// without, the browser drops it when it closes.
+    pub fn set_session(&self, secret: &str, max_age: Option<Duration>) -> HeaderValue {
         self.build(self.session_name(), secret, max_age, "/", "Lax")
+    }
+
+    /// `Set-Cookie` for a device token: a year, `SameSite=Strict`, for the
+    /// whole site (the login routes and pages read it).
+    pub fn set_device(&self, token: &str) -> HeaderValue {
+        self.build(
+            self.device_name(),
+            token,
+            Some(Duration::days(365)),
+            "/",
+            "Strict",
+        )
     }
 
     /// `Set-Cookie` that makes the browser drop the session cookie.
     pub fn clear_session(&self) -> HeaderValue {
-        self.build(self.session_name(), "", Duration::ZERO, "/", "Lax")
+        self.build(self.session_name(), "", Some(Duration::ZERO), "/", "Lax")
     }
 
     /// `Set-Cookie` for an access token kept by the browser (`SameSite=Strict`).
     pub fn set_access(&self, token: &str, max_age: Duration) -> HeaderValue {
-        self.build(self.access_name(), token, max_age, "/", "Strict")
+        self.build(self.access_name(), token, Some(max_age), "/", "Strict")
     }
 
     /// `Set-Cookie` for a refresh token, sent only to the token routes.
     pub fn set_refresh(&self, token: &str, max_age: Duration) -> HeaderValue {
-        self.build(self.refresh_name(), token, max_age, REFRESH_PATH, "Strict")
+        self.build(
+            self.refresh_name(),
+            token,
+            Some(max_age),
+            REFRESH_PATH,
+            "Strict",
+        )
     }
 
     /// `Set-Cookie` values that make the browser drop both token cookies
@@ -86,8 +115,14 @@ impl CookieConfig {
         let refresh = self.refresh_name();
         [
             self.set_access("", Duration::ZERO),
-            self.build(refresh, "", Duration::ZERO, REFRESH_PATH, "Strict"),
-            self.build(refresh, "", Duration::ZERO, OLD_REFRESH_PATH, "Strict"),
+            self.build(refresh, "", Some(Duration::ZERO), REFRESH_PATH, "Strict"),
+            self.build(
+                refresh,
+                "",
+                Some(Duration::ZERO),
+                OLD_REFRESH_PATH,
+                "Strict",
+            ),
         ]
     }
 
@@ -95,15 +130,16 @@ impl CookieConfig {
         &self,
         name: &str,
         value: &str,
-        max_age: Duration,
+        max_age: Option<Duration>,
         path: &str,
         same_site: &str,
     ) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let max_age = max_age.whole_seconds().max(0);
-        let raw = format!(
-            "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
-        );
+        let max_age = max_age
+            .map(|d| format!("; Max-Age={}", d.whole_seconds().max(0)))
+            .unwrap_or_default();
+        let raw =
+            format!("{name}={value}; Path={path}{max_age}; HttpOnly; SameSite={same_site}{secure}");
         // Names are constants and values are base64url or JWTs, so this always holds.
         HeaderValue::from_str(&raw).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
@@ -129,10 +165,20 @@ mod tests {
     #[test]
     fn secure_cookie_attributes() {
         let c = CookieConfig::new(false);
-        let v = c.set_session("tsr_ss_abc", Duration::hours(24));
+        let v = c.set_session("tsr_ss_abc", Some(Duration::hours(24)));
         assert_eq!(
             v.to_str().unwrap(),
             "__Host-tessera_session=tsr_ss_abc; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax; Secure"
+        );
+        // Not remembered: a browser-session cookie, without Max-Age.
+        let v = c.set_session("tsr_ss_abc", None);
+        assert_eq!(
+            v.to_str().unwrap(),
+            "__Host-tessera_session=tsr_ss_abc; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        assert_eq!(
+            c.set_device("dv1.a.b").to_str().unwrap(),
+            "__Host-tessera_device=dv1.a.b; Path=/; Max-Age=31536000; HttpOnly; SameSite=Strict; Secure"
         );
     }
 

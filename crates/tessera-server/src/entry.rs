@@ -75,6 +75,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::Delete { name, settings }) => {
             cli::user_delete(&name, *settings).await
         }
+        Command::User(UserCommand::Disable { name, settings }) => {
+            cli::user_change(&name, cli::UserChange::Disable, *settings).await
+        }
+        Command::User(UserCommand::Enable { name, settings }) => {
+            cli::user_change(&name, cli::UserChange::Enable, *settings).await
+        }
+        Command::User(UserCommand::Logout { name, settings }) => {
+            cli::user_change(&name, cli::UserChange::Logout, *settings).await
+        }
         Command::Keys(KeysCommand::Rotate(args)) => cli_keys::rotate(*args).await,
         Command::Keys(KeysCommand::List(args)) => cli_keys::list(*args).await,
         Command::Token(TokenCommand::Decode(args)) => {

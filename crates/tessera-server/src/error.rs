@@ -22,6 +22,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The sentence for humans.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// An error with a status, a code and a sentence for humans.
     pub fn new(
         status: StatusCode,

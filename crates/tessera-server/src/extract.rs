@@ -7,6 +7,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq as _;
 use tessera_core::session::ClientInfo;
 
 use crate::app::AppState;
@@ -69,9 +70,42 @@ pub fn parse_json_body<T: DeserializeOwned>(
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::invalid_request("The body must be a JSON object."));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid_request(format!("The body is not valid JSON for this request: {e}."))
-    })
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| ApiError::invalid_request(body_problem(&e)))?;
+    de.end()
+        .map_err(|_| ApiError::invalid_request("The body is not valid JSON."))?;
+    Ok(value)
+}
+
+/// What is wrong with a body, in our words: which field, and what it should
+/// be. Never the value sent (it may be a password) nor serde's own text.
+fn body_problem(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let inner = e.inner();
+    if inner.is_syntax() || inner.is_eof() {
+        return "The body is not valid JSON.".to_owned();
+    }
+    let text = inner.to_string();
+    // serde names a missing field as "missing field `name`".
+    if let Some(rest) = text.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        return format!("The field \"{field}\" is missing.");
+    }
+    let field = e.path().to_string();
+    if field == "." {
+        return "The body does not have the fields this request needs.".to_owned();
+    }
+    // serde ends a type mismatch with what it expected ("a string",
+    // "a boolean"): that part names our own type, never the client's value.
+    let expected = text
+        .rsplit_once(", expected ")
+        .map(|(_, what)| what.split(" at line ").next().unwrap_or(what).trim())
+        .filter(|what| what.len() <= 40 && !what.contains('`'));
+    match expected {
+        Some(what) => format!("The field \"{field}\" must be {what}."),
+        None => format!("The field \"{field}\" has a value this request cannot take."),
+    }
 }
 
 /// A raw request body, for routes whose body is optional: read up to
@@ -125,11 +159,17 @@ impl FromRequestParts<AppState> for Client {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Bounded here, once: it is kept with sessions and written to the
+        // audit trail.
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|ua| {
+                ua.chars()
+                    .take(tessera_core::session::MAX_USER_AGENT_CHARS)
+                    .collect()
+            });
         let peer = || {
             parts
                 .extensions
@@ -142,6 +182,84 @@ impl FromRequestParts<AppState> for Client {
             peer()
         };
         Ok(Self(ClientInfo { user_agent, ip }))
+    }
+}
+
+/// A request that presents the admin key (`Authorization: Bearer KEY`),
+/// compared in constant time. Without an admin key configured the admin
+/// routes do not exist (`404`); a missing or wrong key is `401`.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let Some(admin) = &app.settings.admin_key else {
+            return Err(ApiError::not_found(
+                "Admin routes are off: no admin key is configured.",
+            ));
+        };
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .unwrap_or("");
+        if bool::from(presented.as_bytes().ct_eq(admin.expose().as_bytes())) {
+            Ok(Self)
+        } else {
+            Err(ApiError::unauthenticated())
+        }
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    fn problem(body: &str) -> String {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Login {
+            username: String,
+            password: String,
+            #[serde(default)]
+            remember: bool,
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let err = parse_json_body::<Login>(&headers, body.as_bytes()).unwrap_err();
+        err.message().to_owned()
+    }
+
+    #[test]
+    fn bad_bodies_are_explained_without_echoing_them() {
+        assert_eq!(
+            problem(r#"{"username": "a""#),
+            "The body is not valid JSON."
+        );
+        assert_eq!(
+            problem(r#"{"username": "a"}"#),
+            "The field \"password\" is missing."
+        );
+        assert_eq!(
+            problem(r#"{"username": 42, "password": "hunter22"}"#),
+            "The field \"username\" must be a string."
+        );
+        assert_eq!(
+            problem(r#"{"username": "a", "password": "x", "remember": "yes-secret"}"#),
+            "The field \"remember\" must be a boolean."
+        );
+        assert!(!problem(r#"{"username": "a", "password": 12345678}"#).contains("12345678"));
+        assert_eq!(
+            problem(r#"{"username": "a", "password": "b"} trailing"#),
+            "The body is not valid JSON."
+        );
     }
 }
 

@@ -14,7 +14,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{MAX_BODY_BYTES, payload_too_large};
-use crate::handlers::{me, ops, sessions, tokens, users};
+use crate::handlers::{admin, me, ops, sessions, tokens, users};
 use crate::telemetry::REQUEST_DURATION;
 
 /// The route template a request matched, passed from the inner middleware to
@@ -52,6 +52,9 @@ routes! {
     POST "/v1/tokens/revoke" => tokens::revoke;
     POST "/v1/tokens/introspect" => tokens::introspect;
     GET "/.well-known/jwks.json" => tokens::jwks;
+    POST "/v1/admin/users/{username}/disable" => admin::disable;
+    POST "/v1/admin/users/{username}/enable" => admin::enable;
+    POST "/v1/admin/users/{username}/logout" => admin::logout;
     GET "/healthz" => ops::healthz;
     GET "/readyz" => ops::readyz;
     GET "/metrics" => ops::metrics;

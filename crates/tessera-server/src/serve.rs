@@ -145,9 +145,7 @@ async fn maintain(app: AppState) {
         if let Err(e) = app.stores.sessions.purge_sessions(now - keep).await {
             tracing::warn!(error = %crate::error::error_chain(&e), "purging sessions failed");
         }
-        let window = tessera_core::throttle::ThrottlePolicy::PER_USERNAME
-            .window
-            .max(tessera_core::throttle::ThrottlePolicy::PER_ADDRESS.window);
+        let window = tessera_core::throttle::longest_window();
         if let Err(e) = app.stores.refresh.purge_refresh(now).await {
             tracing::warn!(error = %crate::error::error_chain(&e), "purging refresh tokens failed");
         }

@@ -151,11 +151,14 @@ impl Default for PoolOptions {
 
 /// The migrations in `migrations/`, embedded in the binary.
 const MIGRATIONS: tessera_store::sqlx_migrations::Embedded =
-    tessera_store::sqlx_migrations::Embedded(&[(
-        1,
-        "initial",
-        include_str!("../migrations/0001_initial.sql"),
-    )]);
+    tessera_store::sqlx_migrations::Embedded(&[
+        (1, "initial", include_str!("../migrations/0001_initial.sql")),
+        (
+            2,
+            "disabled_users",
+            include_str!("../migrations/0002_disabled_users.sql"),
+        ),
+    ]);
 
 fn valid_schema(name: &str) -> bool {
     (1..=63).contains(&name.len())
@@ -331,6 +334,7 @@ fn user_from_row(row: &PgRow) -> StoreResult<UserRecord> {
         username: row.try_get("username").map_err(map_err)?,
         password_hash: row.try_get("password_hash").map_err(map_err)?,
         created_at: from_ms(row.try_get("created_at").map_err(map_err)?)?,
+        disabled_at: opt_from_ms(row.try_get("disabled_at").map_err(map_err)?)?,
     })
 }
 
@@ -403,6 +407,19 @@ impl UserStore for PostgresStore {
     async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_disabled(&self, user_id: &str, at: Option<OffsetDateTime>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
+            .bind(at.map(ms))
             .bind(user_id)
             .execute(&self.pool)
             .await
@@ -629,6 +646,15 @@ impl ThrottleStore for PostgresStore {
 
     async fn clear_failures(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn forgive_failure(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = $1 AND count > 0")
             .bind(key)
             .execute(&self.pool)
             .await

@@ -169,6 +169,14 @@ end
 return {redis.call('HINCRBY', KEYS[1], 'count', 1), tonumber(c[2])}
 ";
 
+const FORGIVE: &str = r"
+local c = redis.call('HGET', KEYS[1], 'count')
+if c and tonumber(c) > 0 then
+  return redis.call('HINCRBY', KEYS[1], 'count', -1)
+end
+return 0
+";
+
 /// The scripts, hashed once: `Script::new` computes the SHA-1 that EVALSHA
 /// sends, which the hot paths (spend, touch, revoke) should not redo.
 struct Scripts {
@@ -178,6 +186,7 @@ struct Scripts {
     revoke_all: Script,
     spend: Script,
     fail: Script,
+    forgive: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -188,6 +197,7 @@ fn scripts() -> &'static Scripts {
         revoke_all: Script::new(REVOKE_ALL),
         spend: Script::new(SPEND),
         fail: Script::new(FAIL),
+        forgive: Script::new(FORGIVE),
     });
     &SCRIPTS
 }
@@ -787,6 +797,17 @@ impl ThrottleStore for RedisStore {
         c.del::<_, ()>(self.throttle_key(key))
             .await
             .map_err(map_err)
+    }
+
+    async fn forgive_failure(&self, key: &str) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        scripts()
+            .forgive
+            .key(self.throttle_key(key))
+            .invoke_async::<i64>(&mut c)
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 
     async fn purge_failures(&self, before: OffsetDateTime) -> StoreResult<u64> {

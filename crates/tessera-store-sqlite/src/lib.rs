@@ -101,6 +101,11 @@ const MIGRATIONS: tessera_store::sqlx_migrations::Embedded =
     tessera_store::sqlx_migrations::Embedded(&[
         (1, "initial", include_str!("../migrations/0001_initial.sql")),
         (2, "tokens", include_str!("../migrations/0002_tokens.sql")),
+        (
+            3,
+            "disabled_users",
+            include_str!("../migrations/0003_disabled_users.sql"),
+        ),
     ]);
 
 /// SQLite's primary result code of a database error (`SQLITE_READONLY` is 8).
@@ -383,6 +388,7 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
         username: row.try_get("username").map_err(map_err)?,
         password_hash: row.try_get("password_hash").map_err(map_err)?,
         created_at: from_ms(row.try_get("created_at").map_err(map_err)?)?,
+        disabled_at: opt_from_ms(row.try_get("disabled_at").map_err(map_err)?)?,
     })
 }
 
@@ -455,6 +461,19 @@ impl UserStore for SqliteStore {
     async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
         let done = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
             .bind(password_hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn set_disabled(&self, user_id: &str, at: Option<OffsetDateTime>) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
+            .bind(at.map(ms))
             .bind(user_id)
             .execute(&self.pool)
             .await
@@ -681,6 +700,15 @@ impl ThrottleStore for SqliteStore {
 
     async fn clear_failures(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM login_failures WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn forgive_failure(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE login_failures SET count = count - 1 WHERE key = ? AND count > 0")
             .bind(key)
             .execute(&self.pool)
             .await

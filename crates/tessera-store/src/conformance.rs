@@ -44,6 +44,7 @@ fn user(name: &str) -> UserRecord {
         username: name.to_owned(),
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
         created_at: T0,
+        disabled_at: None,
     }
 }
 
@@ -124,6 +125,25 @@ pub async fn users_set_password_hash<S: UserStore + 'static>(s: Arc<S>) {
     assert_eq!(got.password_hash, "$argon2id$new");
     assert!(matches!(
         s.set_password_hash("usr_missing", "x").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// Disabling is kept and undone; an unknown user is `NotFound`.
+pub async fn users_disable<S: UserStore + 'static>(s: Arc<S>) {
+    let u = user(&unique("erin_"));
+    s.create_user(&u).await.unwrap();
+    let at = T0 + Duration::minutes(5);
+    s.set_disabled(&u.id, Some(at)).await.unwrap();
+    let got = s.user_by_username(&u.username).await.unwrap().unwrap();
+    assert_eq!(got.disabled_at, Some(at));
+    s.set_disabled(&u.id, None).await.unwrap();
+    assert_eq!(
+        s.user_by_id(&u.id).await.unwrap().unwrap().disabled_at,
+        None
+    );
+    assert!(matches!(
+        s.set_disabled("usr_missing", Some(at)).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -355,6 +375,27 @@ pub async fn throttle_windows<S: ThrottleStore + 'static>(s: Arc<S>) {
     assert_eq!((got.count, got.started_at), (1, later));
     s.clear_failures(&key).await.unwrap();
     assert_eq!(s.failures(&key, later, w).await.unwrap(), None);
+}
+
+/// A forgiven attempt no longer counts; forgiving never goes below zero nor
+/// creates a window.
+pub async fn throttle_forgive<S: ThrottleStore + 'static>(s: Arc<S>) {
+    let key = unique("ip:");
+    let w = Duration::minutes(15);
+    s.forgive_failure(&key).await.unwrap();
+    assert_eq!(s.failures(&key, T0, w).await.unwrap(), None);
+    s.record_failure(&key, T0, w).await.unwrap();
+    s.record_failure(&key, T0, w).await.unwrap();
+    s.forgive_failure(&key).await.unwrap();
+    let got = s.failures(&key, T0, w).await.unwrap().unwrap();
+    assert_eq!((got.count, got.started_at), (1, T0));
+    for _ in 0..3 {
+        s.forgive_failure(&key).await.unwrap();
+    }
+    let got = s.failures(&key, T0, w).await.unwrap().unwrap();
+    assert_eq!(got.count, 0);
+    let got = s.record_failure(&key, T0, w).await.unwrap();
+    assert_eq!(got.count, 1);
 }
 
 /// Sixteen concurrent failures are all counted, each seeing its own count.
@@ -591,6 +632,7 @@ macro_rules! conformance_tests {
             users_conflict_ignores_case,
             users_concurrent_create_one_wins,
             users_set_password_hash,
+            users_disable,
             users_delete,
             keys_ensure_and_rotate,
             keys_and_secrets_concurrent_first_start,
@@ -611,6 +653,7 @@ macro_rules! conformance_tests {
             throttle_windows,
             throttle_concurrent_failures_all_count,
             throttle_purge,
+            throttle_forgive,
             refresh_rotation_grace_and_reuse,
             refresh_unknown_and_expired,
             refresh_concurrent_spends_one_wins,

@@ -83,6 +83,8 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Registration time.
     pub created_at: OffsetDateTime,
+    /// When an operator disabled the account, if it is disabled.
+    pub disabled_at: Option<OffsetDateTime>,
 }
 
 /// Accounts and their password hashes.
@@ -102,6 +104,9 @@ pub trait UserStore: Send + Sync {
     /// Deletes the user with this id. Returns whether there was one. The
     /// caller revokes the user's sessions too (they may live in another store).
     async fn delete_user(&self, user_id: &str) -> StoreResult<bool>;
+    /// Disables the user (`Some(when)`) or enables them (`None`).
+    /// [`StoreError::NotFound`] if there is no such user.
+    async fn set_disabled(&self, user_id: &str, at: Option<OffsetDateTime>) -> StoreResult<()>;
 }
 
 /// Sessions: one record per login.
@@ -171,6 +176,9 @@ pub trait ThrottleStore: Send + Sync {
     ) -> StoreResult<Option<FailureWindow>>;
     /// Forgets `key`'s failures.
     async fn clear_failures(&self, key: &str) -> StoreResult<()>;
+    /// Takes back one counted attempt of `key` (an attempt counted before it
+    /// was known to succeed), atomically, never below zero.
+    async fn forgive_failure(&self, key: &str) -> StoreResult<()>;
     /// Deletes windows that started before `before`.
     async fn purge_failures(&self, before: OffsetDateTime) -> StoreResult<u64>;
 }

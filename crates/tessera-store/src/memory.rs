@@ -90,6 +90,17 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
+    async fn set_disabled(&self, user_id: &str, at: Option<OffsetDateTime>) -> StoreResult<()> {
+        let mut st = self.lock();
+        let user = st
+            .users
+            .iter_mut()
+            .find(|u| u.id == user_id)
+            .ok_or(StoreError::NotFound)?;
+        user.disabled_at = at;
+        Ok(())
+    }
+
     async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
         let mut st = self.lock();
         let before = st.users.len();
@@ -256,6 +267,13 @@ impl ThrottleStore for MemoryStore {
 
     async fn clear_failures(&self, key: &str) -> StoreResult<()> {
         self.lock().failures.remove(key);
+        Ok(())
+    }
+
+    async fn forgive_failure(&self, key: &str) -> StoreResult<()> {
+        if let Some(w) = self.lock().failures.get_mut(key) {
+            w.count = w.count.saturating_sub(1);
+        }
         Ok(())
     }
 

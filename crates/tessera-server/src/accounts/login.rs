@@ -1,25 +1,32 @@
 //! Checking a username and password, with the throttle around it.
 //!
-//! The one path every login takes, whatever it issues afterwards:
+//! The one path every login takes, whatever it issues afterwards (the
+//! policies are in `tessera_core::throttle`):
 //!
-//! 1. If the client address had too many recent failures, refuse with `429`
-//!    and `Retry-After` before looking at the password. Then take the
-//!    username's turn (attempts on one username take turns within a process,
-//!    see [`Turns`]) and count the attempt against the username, atomically,
-//!    so parallel guesses cannot all slip under the limit, even across
-//!    instances; if the username already had too many recent failures, refuse
-//!    the same way.
-//! 2. Verify the password — against the dummy hash when the user does not
-//!    exist, so both failures cost the same and answer the same. A username
-//!    no account can have (see `Username::parse`) is such a user from the
-//!    start: no counter or lookup is keyed by it, so no store sees a NUL
-//!    byte or grows by a 60 KB name.
-//! 3. On failure, count it for the address too (the username's is counted).
-//!    On success, clear the username's count (which gives back the slot this
-//!    attempt took), and store a fresh hash if the stored one used older
-//!    parameters.
-//! 4. After the login stores its session, [`Accounts::confirm_session`]
+//! 1. Count the attempt against the client address, atomically, before any
+//!    work: a flood of parallel guesses from one address each see their own
+//!    number, and past the limit get `429` without a password check. A
+//!    success gives its slot back.
+//! 2. A username no account can have (see `Username::parse`) is an unknown
+//!    user from here on: the dummy hash is checked so that the work and the
+//!    answer are the same, and no counter or lookup is keyed by it.
+//! 3. Take the account's turn (attempts on one account take turns within a
+//!    process, see [`Turns`]) and count the attempt against the account *and
+//!    this client* — the device, when the browser proved one with a device
+//!    cookie, else the address. Ten failures stop this guesser, not the
+//!    owner elsewhere.
+//! 4. From a device the account has not seen, pass the account's gate: once
+//!    the account has many failures from everywhere, such attempts go one at
+//!    a time, with a delay that grows with the failures up to a bound.
+//! 5. Verify the password — against the dummy hash when the user does not
+//!    exist, so both failures cost the same and answer the same. On failure,
+//!    count it for the account. On success, clear this client's count and
+//!    store a fresh hash if the stored one used older parameters.
+//! 6. After the login stores its session, [`Accounts::confirm_session`]
 //!    checks that no password change slipped in between (see there).
+//!
+//! Every counter is keyed by a fixed-size hash, so no input grows a store by
+//! more than a short row, and every refusal is an audit event.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -27,36 +34,27 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use tessera_core::SessionRecord;
 use tessera_core::account::key_of;
 use tessera_core::password::Verdict;
-use tessera_core::throttle::{FailureWindow, ThrottlePolicy, retry_after_seconds};
+use tessera_core::throttle::{
+    AccountGate, FailureWindow, ThrottlePolicy, retry_after_seconds, tag,
+};
 use tessera_core::{Password, Username, session::ClientInfo};
 use tessera_store::UserRecord;
 use time::OffsetDateTime;
 
-use super::{Accounts, Denied, Outcome};
+use super::audit::audit;
+use super::{Accounts, Attempt, Denied, Outcome};
 
-/// The throttle keys of a login attempt, each with its policy.
-fn keys(username: &str, client: &ClientInfo) -> Vec<(String, ThrottlePolicy)> {
-    let mut keys = vec![(
-        format!("user:{}", key_of(username)),
-        ThrottlePolicy::PER_USERNAME,
-    )];
-    if let Some(ip) = &client.ip {
-        keys.push((format!("ip:{ip}"), ThrottlePolicy::PER_ADDRESS));
-    }
-    keys
-}
-
-/// Login attempts on one username take turns within this process.
+/// Login attempts on one account take turns within this process.
 ///
 /// The attempt is counted before the password is checked, so that a burst of
 /// parallel guesses cannot all get past the limit. If attempts on one
-/// username ran at once, every one still being checked would count as a
+/// account ran at once, every one still being checked would count as a
 /// failure for the others, and a few parallel *correct* logins (two tabs, a
 /// password change while an app logs in) would throttle their own owner.
 /// Taking turns, an attempt sees only the failures that really happened
 /// (plus, across instances, at most one attempt in flight per instance).
-/// A flood on one username waits in line: once the username is throttled,
-/// each turn is one store write and a `429`, without hashing.
+/// A flood on one account waits in line: once it is throttled, each turn is
+/// a store write and a `429`, without hashing.
 #[derive(Default)]
 pub(super) struct Turns {
     locks: Mutex<TurnMap>,
@@ -92,58 +90,46 @@ impl Turns {
     }
 }
 
-fn throttled(wait: time::Duration) -> Denied {
-    Denied::Throttled {
-        retry_after: retry_after_seconds(wait),
+/// The throttle keys of one attempt on one account.
+struct Keys {
+    /// Turns are taken per account.
+    turn: String,
+    /// This account from this client (device or address).
+    pair: String,
+    /// The account's failures from everywhere.
+    account: String,
+    /// The gate unknown devices pass one at a time.
+    gate: String,
+}
+
+impl Keys {
+    fn new(username: &str, client: &ClientInfo, device: Option<&str>) -> Self {
+        let account = key_of(username);
+        let pair = match (device, client.ip.as_deref()) {
+            (Some(device), _) => tag(&["device", &account, device]),
+            (None, Some(ip)) => tag(&["address", &account, ip]),
+            (None, None) => tag(&["nowhere", &account]),
+        };
+        let account = tag(&["account", &account]);
+        Self {
+            turn: account.clone(),
+            pair: format!("ac:{pair}"),
+            gate: format!("g:{account}"),
+            account: format!("a:{account}"),
+        }
     }
 }
 
 impl Accounts {
-    /// Refuses with [`Denied::Throttled`] if any of `keys` is throttled at `now`.
-    async fn ensure_not_throttled(
-        &self,
-        keys: &[(String, ThrottlePolicy)],
-        now: OffsetDateTime,
-    ) -> Outcome<()> {
-        for (key, policy) in keys {
-            let window = self
-                .stores
-                .throttle
-                .failures(key, now, policy.window)
-                .await?;
-            if let Some(wait) = policy.retry_after(window, now) {
-                return Err(throttled(wait));
-            }
-        }
-        Ok(())
-    }
-
-    /// Counts a failure against each of `keys`.
-    async fn record_failures(
-        &self,
-        keys: &[(String, ThrottlePolicy)],
-        now: OffsetDateTime,
-    ) -> Outcome<()> {
-        for (key, policy) in keys {
-            self.stores
-                .throttle
-                .record_failure(key, now, policy.window)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Checks `password` for the user `username`. `what` labels the metric
-    /// (`session`, `token`, `password_change`).
+    /// Checks the password of `attempt`. `what` labels the metric and the
+    /// audit events (`session`, `token`, `password_change`).
     pub(super) async fn check_password(
         &self,
         what: &'static str,
-        username: &str,
-        password: &str,
-        client: &ClientInfo,
+        attempt: &Attempt<'_>,
         now: OffsetDateTime,
     ) -> Outcome<UserRecord> {
-        let result = self.check(username, password, client, now).await;
+        let result = self.check(what, attempt, now).await;
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) => e.label(),
@@ -153,68 +139,162 @@ impl Accounts {
         result
     }
 
+    fn throttled(
+        &self,
+        what: &'static str,
+        attempt: &Attempt<'_>,
+        limit: &'static str,
+        wait: time::Duration,
+    ) -> Denied {
+        let retry_after = retry_after_seconds(wait);
+        audit!(
+            info,
+            "login_throttled",
+            attempt.client,
+            method = what,
+            limit = limit,
+            retry_after = retry_after
+        );
+        Denied::Throttled { retry_after }
+    }
+
     async fn check(
         &self,
-        username: &str,
-        password: &str,
-        client: &ClientInfo,
+        what: &'static str,
+        attempt: &Attempt<'_>,
         now: OffsetDateTime,
     ) -> Outcome<UserRecord> {
-        let keys = keys(username, client);
-        let (user_key, user_policy) = &keys[0];
-        // A throttled address is refused before anything is counted against the
-        // account: those attempts are not failures of this username.
-        self.ensure_not_throttled(&keys[1..], now).await?;
-        if Username::parse(username).is_err() {
+        let throttle = &self.stores.throttle;
+        let address = attempt
+            .client
+            .ip
+            .as_deref()
+            .map(|ip| format!("ip:{}", tag(&["address", ip])));
+        if let Some(key) = &address
+            && let Err(wait) = self.count(key, ThrottlePolicy::PER_ADDRESS, now).await?
+        {
+            return Err(self.throttled(what, attempt, "address", wait));
+        }
+        let result = if Username::parse(attempt.username).is_err() {
             // No account can have this name (a NUL byte, 60 KB of text, …):
-            // no counter or lookup is keyed by it. The address's failure
-            // counts, and the work and the answer are an unknown user's.
-            self.passwords
-                .verify(None, password.to_owned())
-                .await
-                .map_err(|e| Denied::Internal(format!("password verification failed: {e}")))?;
-            self.record_failures(&keys[1..], now).await?;
-            return Err(Denied::InvalidCredentials);
-        }
-        let _turn = self.turns.take(user_key).await;
-        // The attempt counts against the username before the password is
-        // checked, in one atomic store call: parallel guesses each see their own
-        // number, so no burst gets past the limit. A success clears the count.
-        let counted = self
-            .stores
-            .throttle
-            .record_failure(user_key, now, user_policy.window)
-            .await?;
-        let before = FailureWindow {
-            count: counted.count.saturating_sub(1),
-            ..counted
+            // the work and the answer are an unknown user's.
+            self.verify(None, attempt.password).await?;
+            audit!(
+                info,
+                "login_failed",
+                attempt.client,
+                method = what,
+                user_id = "-",
+                reason = "impossible_username"
+            );
+            Err(Denied::InvalidCredentials)
+        } else {
+            self.check_account(what, attempt, now).await
         };
-        if let Some(wait) = user_policy.retry_after(Some(before), now) {
-            return Err(throttled(wait));
+        if result.is_ok()
+            && let Some(key) = &address
+        {
+            throttle.forgive_failure(key).await?;
+        }
+        result
+    }
+
+    async fn check_account(
+        &self,
+        what: &'static str,
+        attempt: &Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Outcome<UserRecord> {
+        let throttle = &self.stores.throttle;
+        let keys = Keys::new(attempt.username, &attempt.client, attempt.device.as_deref());
+        let _turn = self.turns.take(&keys.turn).await;
+
+        // Counted before the password is checked, in one atomic store call:
+        // parallel guesses each see their own number. A success clears it.
+        if let Err(wait) = self
+            .count(&keys.pair, ThrottlePolicy::PER_ACCOUNT_CLIENT, now)
+            .await?
+        {
+            return Err(self.throttled(what, attempt, "account_client", wait));
+        }
+        if attempt.device.is_none() {
+            let failures = throttle
+                .failures(&keys.account, now, AccountGate::WINDOW)
+                .await?
+                .map_or(0, |w| w.count);
+            if let Some(delay) = AccountGate::delay(failures) {
+                let gate = throttle.record_failure(&keys.gate, now, delay).await?;
+                if gate.count > 1 {
+                    // Turned away at the gate: not a failure of this client.
+                    throttle.forgive_failure(&keys.pair).await?;
+                    let wait = gate.started_at + delay - now;
+                    return Err(self.throttled(what, attempt, "account", wait));
+                }
+            }
         }
 
-        let user = self.stores.users.user_by_username(username).await?;
+        let user = self.stores.users.user_by_username(attempt.username).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let verdict = self
-            .passwords
-            .verify(stored, password.to_owned())
-            .await
-            .map_err(|e| Denied::Internal(format!("password verification failed: {e}")))?;
-
-        match (user, verdict) {
-            (Some(mut user), Verdict::Valid { rehash }) => {
-                self.stores.throttle.clear_failures(user_key).await?;
-                if rehash && let Some(hash) = self.upgrade_hash(&user, password).await {
+        match (user, self.verify(stored, attempt.password).await?) {
+            (Some(mut user), Verdict::Valid { rehash }) if user.disabled_at.is_none() => {
+                throttle.clear_failures(&keys.pair).await?;
+                if rehash && let Some(hash) = self.upgrade_hash(&user, attempt.password).await {
                     user.password_hash = hash;
                 }
                 Ok(user)
             }
-            _ => {
-                // The username's failure is already counted; the address's now.
-                self.record_failures(&keys[1..], now).await?;
+            (user, verdict) => {
+                // A disabled user's right password is refused like a wrong one.
+                throttle
+                    .record_failure(&keys.account, now, AccountGate::WINDOW)
+                    .await?;
+                let (user_id, reason) = match (&user, verdict) {
+                    (None, _) => ("-", "unknown_user"),
+                    (Some(u), Verdict::Valid { .. }) => (u.id.as_str(), "user_disabled"),
+                    (Some(u), _) => (u.id.as_str(), "wrong_password"),
+                };
+                audit!(
+                    info,
+                    "login_failed",
+                    attempt.client,
+                    method = what,
+                    user_id = user_id,
+                    reason = reason
+                );
                 Err(Denied::InvalidCredentials)
             }
         }
+    }
+
+    /// Counts an attempt against `key` before its outcome is known, or
+    /// returns how long to wait if `key` is over `policy`'s limit. The count
+    /// is one atomic store call, so parallel attempts each see their own
+    /// number and no burst gets past the limit; a key already over it is
+    /// refused after a read alone, so a flood writes nothing.
+    pub(super) async fn count(
+        &self,
+        key: &str,
+        policy: ThrottlePolicy,
+        now: OffsetDateTime,
+    ) -> Outcome<Result<(), time::Duration>> {
+        let throttle = &self.stores.throttle;
+        let seen = throttle.failures(key, now, policy.window).await?;
+        if let Some(wait) = policy.retry_after(seen, now) {
+            return Ok(Err(wait));
+        }
+        let counted = throttle.record_failure(key, now, policy.window).await?;
+        let before = FailureWindow {
+            count: counted.count.saturating_sub(1),
+            ..counted
+        };
+        Ok(policy.retry_after(Some(before), now).map_or(Ok(()), Err))
+    }
+
+    async fn verify(&self, stored: Option<String>, password: &str) -> Outcome<Verdict> {
+        self.passwords
+            .verify(stored, password.to_owned())
+            .await
+            .map_err(|e| Denied::Internal(format!("password verification failed: {e}")))
     }
 
     /// Makes sure a session created by a login still stands: if the password
@@ -231,14 +311,15 @@ impl Accounts {
         now: OffsetDateTime,
     ) -> Outcome<()> {
         let current = self.stores.users.user_by_id(&user.id).await?;
-        if current.is_some_and(|u| u.password_hash == user.password_hash) {
+        if current.is_some_and(|u| u.password_hash == user.password_hash && u.disabled_at.is_none())
+        {
             return Ok(());
         }
         self.stores
             .sessions
             .revoke_session(&user.id, &session.id, now)
             .await?;
-        tracing::info!(user_id = %user.id, session_id = %session.id, "login raced a password change: session revoked");
+        tracing::info!(user_id = %user.id, session_id = %session.id, "login raced a password change or a disabling: session revoked");
         Err(Denied::InvalidCredentials)
     }
 

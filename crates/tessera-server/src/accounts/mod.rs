@@ -21,6 +21,7 @@
 //!   remove a user, rotate the signing keys.
 //! - [`Tokens`] (`tokens.rs`): log in for tokens, refresh, revoke a token.
 
+mod audit;
 mod login;
 mod tokens;
 
@@ -29,10 +30,12 @@ use std::sync::Arc;
 use rand_core::OsRng;
 use tessera_core::password::{HashCost, HashError};
 use tessera_core::session::ClientInfo;
+use tessera_core::throttle::{ThrottlePolicy, retry_after_seconds, tag};
 use tessera_core::{Password, SessionPolicy, SessionRecord, SessionSecret, Username, ids};
 use tessera_store::{StoreError, StoredKey, UserRecord};
 use time::OffsetDateTime;
 
+use self::audit::audit;
 use crate::app::Stores;
 use crate::keys::Keys;
 use crate::passwords::Passwords;
@@ -125,6 +128,22 @@ pub enum Ending {
     Revoked,
 }
 
+/// A login attempt: the name and password typed, from where, and from which
+/// device.
+pub struct Attempt<'a> {
+    /// The username as typed (any case).
+    pub username: &'a str,
+    /// The password as typed.
+    pub password: &'a str,
+    /// The client's address and user agent.
+    pub client: ClientInfo,
+    /// The id of a device this account has seen log in: a device cookie the
+    /// server recognised for this username (`tessera_core::device`). Its
+    /// failures are counted on their own, and it never waits at the
+    /// account's gate.
+    pub device: Option<String>,
+}
+
 /// A new cookie session: the secret goes to the browser and nowhere else.
 pub struct SessionLogin {
     /// Who logged in.
@@ -140,12 +159,11 @@ pub struct SessionLogin {
 pub struct PasswordChange<'a> {
     /// The authenticated user.
     pub user_id: &'a str,
-    /// Their username (the throttle counts against it).
-    pub username: &'a str,
     /// The session the change comes from; every other one ends.
     pub keep_session: &'a str,
-    /// The password now.
-    pub current: &'a str,
+    /// The user's name and the password now, checked (and throttled) like a
+    /// login.
+    pub current: Attempt<'a>,
     /// The password to be.
     pub new: &'a str,
 }
@@ -212,13 +230,17 @@ impl Accounts {
         username: &str,
         password: &str,
         by: Registrar,
+        client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Outcome<UserRecord> {
-        if by == Registrar::Public && !self.rules.registration_open {
-            return Err(Denied::RegistrationClosed);
+        if by == Registrar::Public {
+            if !self.rules.registration_open {
+                return Err(Denied::RegistrationClosed);
+            }
+            self.count_registration(client, now).await?;
         }
         let username = Username::parse(username).map_err(invalid)?;
-        let password = Password::parse(password).map_err(invalid)?;
+        let password = self.new_password(password, username.as_str())?;
         let taken = || Denied::UsernameTaken(username.as_str().to_owned());
         // A cheap early answer; the store's uniqueness rule still decides races.
         if self
@@ -235,29 +257,48 @@ impl Accounts {
             username: username.as_str().to_owned(),
             password_hash: self.hash(password).await?,
             created_at: now,
+            disabled_at: None,
         };
         match self.stores.users.create_user(&user).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => return Err(taken()),
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(user_id = %user.id, "user registered");
+        audit!(info, "user_registered", client, user_id = user.id.as_str());
         metrics::counter!("tessera_registrations_total").increment(1);
         Ok(user)
     }
 
+    /// Counts a public registration attempt against the client's address,
+    /// atomically and before any work: an address past the limit gets
+    /// [`Denied::Throttled`], whether its attempts succeeded or not (each
+    /// costs a password hash or tells whether a name is taken).
+    async fn count_registration(&self, client: &ClientInfo, now: OffsetDateTime) -> Outcome<()> {
+        let Some(ip) = client.ip.as_deref() else {
+            return Ok(());
+        };
+        let policy = ThrottlePolicy::REGISTRATIONS_PER_ADDRESS;
+        let key = format!("reg:{}", tag(&["registration", ip]));
+        match self.count(&key, policy, now).await? {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                let retry_after = retry_after_seconds(wait);
+                audit!(
+                    info,
+                    "registration_throttled",
+                    client,
+                    retry_after = retry_after
+                );
+                Err(Denied::Throttled { retry_after })
+            }
+        }
+    }
+
     /// Checks the password and starts a cookie session with a fresh secret
     /// (never one the client proposed: no fixation).
-    pub async fn log_in(
-        &self,
-        username: &str,
-        password: &str,
-        client: ClientInfo,
-        now: OffsetDateTime,
-    ) -> Outcome<SessionLogin> {
-        let user = self
-            .check_password("session", username, password, &client, now)
-            .await?;
+    pub async fn log_in(&self, attempt: Attempt<'_>, now: OffsetDateTime) -> Outcome<SessionLogin> {
+        let user = self.check_password("session", &attempt, now).await?;
+        let client = attempt.client;
         let secret = SessionSecret::generate(&mut OsRng);
         let session = self.rules.policy.new_cookie_session(
             ids::session_id(&mut OsRng),
@@ -268,7 +309,14 @@ impl Accounts {
         );
         self.stores.sessions.create_session(&session).await?;
         self.confirm_session(&user, &session, now).await?;
-        tracing::info!(user_id = %user.id, session_id = %session.id, "session login");
+        audit!(
+            info,
+            "login_succeeded",
+            session,
+            method = "session",
+            user_id = user.id.as_str(),
+            session_id = session.id.as_str(),
+        );
         Ok(SessionLogin {
             user,
             session,
@@ -284,6 +332,7 @@ impl Accounts {
         user_id: &str,
         session_id: &str,
         why: Ending,
+        client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Outcome<()> {
         // Not even the shape of an id: no store is asked (nor sees a NUL byte).
@@ -299,8 +348,20 @@ impl Accounts {
             return Err(Denied::NotFound("session"));
         }
         match why {
-            Ending::Logout => tracing::info!(user_id, session_id, "logout"),
-            Ending::Revoked => tracing::info!(user_id, session_id, "session revoked"),
+            Ending::Logout => audit!(
+                info,
+                "logout",
+                client,
+                user_id = user_id,
+                session_id = session_id
+            ),
+            Ending::Revoked => audit!(
+                info,
+                "session_revoked",
+                client,
+                user_id = user_id,
+                session_id = session_id
+            ),
         }
         Ok(())
     }
@@ -310,6 +371,7 @@ impl Accounts {
         &self,
         user_id: &str,
         keep: &str,
+        client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Outcome<usize> {
         let revoked = self
@@ -317,7 +379,14 @@ impl Accounts {
             .sessions
             .revoke_user_sessions(user_id, Some(keep), now)
             .await?;
-        tracing::info!(user_id, revoked = revoked.len(), "other sessions revoked");
+        audit!(
+            info,
+            "other_sessions_revoked",
+            client,
+            user_id = user_id,
+            kept_session_id = keep,
+            revoked = revoked.len()
+        );
         Ok(revoked.len())
     }
 
@@ -326,18 +395,11 @@ impl Accounts {
     pub async fn change_password(
         &self,
         change: PasswordChange<'_>,
-        client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Outcome<()> {
-        let new_password = Password::parse(change.new).map_err(invalid)?;
+        let new_password = self.new_password(change.new, change.current.username)?;
         let user = self
-            .check_password(
-                "password_change",
-                change.username,
-                change.current,
-                client,
-                now,
-            )
+            .check_password("password_change", &change.current, now)
             .await?;
         if user.id != change.user_id {
             // The name now belongs to someone else: cannot happen without deletion.
@@ -353,8 +415,26 @@ impl Accounts {
             .sessions
             .revoke_user_sessions(&user.id, Some(change.keep_session), now)
             .await?;
-        tracing::info!(user_id = %user.id, revoked = revoked.len(), "password changed");
+        audit!(
+            info,
+            "password_changed",
+            change.current.client,
+            user_id = user.id.as_str(),
+            revoked = revoked.len()
+        );
         Ok(())
+    }
+
+    /// The user named `username` (any case), or [`Denied::NotFound`].
+    async fn user_named(&self, username: &str) -> Outcome<UserRecord> {
+        if Username::parse(username).is_err() {
+            return Err(Denied::NotFound("user"));
+        }
+        self.stores
+            .users
+            .user_by_username(username)
+            .await?
+            .ok_or(Denied::NotFound("user"))
     }
 
     /// Removes the user named `username` (in any case) and ends every session
@@ -363,34 +443,133 @@ impl Accounts {
     pub async fn remove_user(
         &self,
         username: &str,
+        by: &ClientInfo,
         now: OffsetDateTime,
     ) -> Outcome<(UserRecord, usize)> {
-        if Username::parse(username).is_err() {
-            return Err(Denied::NotFound("user"));
-        }
-        let Some(user) = self.stores.users.user_by_username(username).await? else {
-            return Err(Denied::NotFound("user"));
-        };
+        let user = self.user_named(username).await?;
         let revoked = self
             .stores
             .sessions
             .revoke_user_sessions(&user.id, None, now)
             .await?;
         self.stores.users.delete_user(&user.id).await?;
-        tracing::info!(user_id = %user.id, revoked = revoked.len(), "user deleted");
+        audit!(
+            info,
+            "user_deleted",
+            by,
+            user_id = user.id.as_str(),
+            revoked = revoked.len()
+        );
+        Ok((user, revoked.len()))
+    }
+
+    /// Disables the user named `username` (any case): every session of
+    /// theirs ends, of either kind, so their cookies, token families and
+    /// access tokens stop at once; until enabled again, a login gets the same
+    /// refusal as a wrong password. The flag is set before the sessions end,
+    /// so a login racing the change is caught by
+    /// [`Accounts::confirm_session`]. Returns the user and how many sessions
+    /// ended.
+    pub async fn disable_user(
+        &self,
+        username: &str,
+        by: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<(UserRecord, usize)> {
+        self.switch(username, true, by, now).await
+    }
+
+    /// Enables the user named `username` (any case) again.
+    pub async fn enable_user(
+        &self,
+        username: &str,
+        by: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<(UserRecord, usize)> {
+        self.switch(username, false, by, now).await
+    }
+
+    async fn switch(
+        &self,
+        username: &str,
+        disabled: bool,
+        by: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<(UserRecord, usize)> {
+        let mut user = self.user_named(username).await?;
+        let at = disabled.then_some(now);
+        self.stores.users.set_disabled(&user.id, at).await?;
+        user.disabled_at = at;
+        if !disabled {
+            audit!(info, "user_enabled", by, user_id = user.id.as_str());
+            return Ok((user, 0));
+        }
+        let revoked = self
+            .stores
+            .sessions
+            .revoke_user_sessions(&user.id, None, now)
+            .await?;
+        audit!(
+            info,
+            "user_disabled",
+            by,
+            user_id = user.id.as_str(),
+            revoked = revoked.len()
+        );
+        Ok((user, revoked.len()))
+    }
+
+    /// Ends every session of the user named `username` (any case), of either
+    /// kind, and keeps the account. Returns the user and how many ended.
+    pub async fn log_out_user(
+        &self,
+        username: &str,
+        by: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<(UserRecord, usize)> {
+        let user = self.user_named(username).await?;
+        let revoked = self
+            .stores
+            .sessions
+            .revoke_user_sessions(&user.id, None, now)
+            .await?;
+        audit!(
+            info,
+            "user_logged_out",
+            by,
+            user_id = user.id.as_str(),
+            revoked = revoked.len()
+        );
         Ok((user, revoked.len()))
     }
 
     /// Makes a new key of `keys`' algorithm, sealed under their master key,
     /// the current one; the previous key stays published (running servers
     /// decide until when).
-    pub async fn rotate_keys(&self, keys: &Keys, now: OffsetDateTime) -> Outcome<StoredKey> {
+    pub async fn rotate_keys(
+        &self,
+        keys: &Keys,
+        by: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<StoredKey> {
         let key = keys
             .new_key(now)
             .map_err(|e| Denied::Internal(format!("making a key: {e}")))?;
         self.stores.keys.rotate_key(&key).await?;
-        tracing::info!(kid = %key.kid, alg = %key.alg, "signing key rotated");
+        audit!(
+            info,
+            "keys_rotated",
+            by,
+            kid = key.kid.as_str(),
+            alg = key.alg.as_str()
+        );
         Ok(key)
+    }
+
+    /// `raw` as a new password for `username`: long enough, and not one an
+    /// attacker tries first (see `tessera_core::account::Password::parse_new`).
+    fn new_password(&self, raw: &str, username: &str) -> Outcome<Password> {
+        Password::parse_new(raw, &[username]).map_err(invalid)
     }
 
     async fn hash(&self, password: Password) -> Outcome<String> {

@@ -14,7 +14,8 @@ use tessera_core::{SessionKind, SessionRecord, ids};
 use tessera_store::RefreshRecord;
 use time::{Duration, OffsetDateTime};
 
-use super::{Accounts, Denied, Outcome};
+use super::audit::audit;
+use super::{Accounts, Attempt, Denied, Outcome};
 use crate::keys::Keys;
 
 /// Where the client wants its tokens: in the response body, or in
@@ -92,17 +93,13 @@ impl Tokens {
     /// issues an access and a refresh token.
     pub async fn log_in(
         &self,
-        username: &str,
-        password: &str,
-        client: ClientInfo,
+        attempt: Attempt<'_>,
         delivery: Delivery,
         now: OffsetDateTime,
     ) -> Outcome<TokenGrant> {
         let accounts = &self.accounts;
-        let user = accounts
-            .check_password("token", username, password, &client, now)
-            .await?;
-        let session = self.new_session(&user.id, client, now);
+        let user = accounts.check_password("token", &attempt, now).await?;
+        let session = self.new_session(&user.id, attempt.client, now);
         accounts.stores.sessions.create_session(&session).await?;
         let refresh = RefreshToken::generate(&mut OsRng);
         accounts
@@ -118,17 +115,27 @@ impl Tokens {
             })
             .await?;
         accounts.confirm_session(&user, &session, now).await?;
-        tracing::info!(user_id = %user.id, session_id = %session.id, "token login");
+        audit!(
+            info,
+            "login_succeeded",
+            session,
+            method = "token",
+            user_id = user.id.as_str(),
+            session_id = session.id.as_str(),
+        );
         self.grant(user.id, user.username, session, refresh, delivery, now)
     }
 
     /// Spends the refresh token `presented` and issues its successor. A spent
-    /// token presented again (past the grace window) is theft: its whole
-    /// session ends, and so do the access tokens it issued.
+    /// token presented again is theft — its whole session ends, and so do the
+    /// access tokens it issued — unless it is the direct predecessor of the
+    /// live token, presented again within the grace window (a client that
+    /// lost the answer): that one gets the same successor again.
     pub async fn refresh(
         &self,
         presented: &str,
         delivery: Delivery,
+        client: &ClientInfo,
         now: OffsetDateTime,
     ) -> Outcome<TokenGrant> {
         let stores = &self.accounts.stores;
@@ -151,19 +158,18 @@ impl Tokens {
             .await?;
         let (session_id, label) = match outcome {
             SpendOutcome::Rotated { session_id } => (session_id, "rotated"),
-            SpendOutcome::Grace { session_id } => (session_id, "grace"),
-            SpendOutcome::Reused { session_id } => {
-                // Theft: someone holds a token that was already exchanged.
-                // End the whole family; its access tokens die with the session.
-                if let Some(s) = stores.sessions.session_by_id(&session_id).await? {
-                    stores
-                        .sessions
-                        .revoke_session(&s.user_id, &s.id, now)
-                        .await?;
+            SpendOutcome::Grace { session_id } => {
+                // Grace covers the direct predecessor of the live token only:
+                // if the successor was spent as well, the token presented is
+                // an older ancestor, and that is reuse.
+                let live = stores.refresh.refresh_by_hash(&successor.hash()).await?;
+                if live.is_none_or(|r| r.spent_at.is_some()) {
+                    return Err(self.reused(&session_id, client, now).await?);
                 }
-                tracing::warn!(session_id = %session_id, "refresh token reused: family revoked");
-                metrics::counter!("tessera_refreshes_total", "outcome" => "reused").increment(1);
-                return Err(Denied::RefreshReused);
+                (session_id, "grace")
+            }
+            SpendOutcome::Reused { session_id } => {
+                return Err(self.reused(&session_id, client, now).await?);
             }
             SpendOutcome::Unknown => return Err(refused("unknown")),
         };
@@ -176,6 +182,9 @@ impl Tokens {
         let Some(user) = stores.users.user_by_id(&session.user_id).await? else {
             return Err(refused("user_gone"));
         };
+        if user.disabled_at.is_some() {
+            return Err(refused("user_disabled"));
+        }
         metrics::counter!("tessera_refreshes_total", "outcome" => label).increment(1);
         // A refresh is the token session's use: the device list shows it.
         stores
@@ -185,9 +194,43 @@ impl Tokens {
         self.grant(user.id, user.username, session, successor, delivery, now)
     }
 
+    /// A spent refresh token of the session `session_id` came back: someone
+    /// holds a token that was already exchanged. Ends the whole family (its
+    /// access tokens die with the session) and returns the refusal.
+    async fn reused(
+        &self,
+        session_id: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<Denied> {
+        let stores = &self.accounts.stores;
+        let mut user_id = String::from("-");
+        if let Some(s) = stores.sessions.session_by_id(session_id).await? {
+            stores
+                .sessions
+                .revoke_session(&s.user_id, &s.id, now)
+                .await?;
+            user_id = s.user_id;
+        }
+        audit!(
+            warn,
+            "refresh_reused",
+            client,
+            user_id = user_id.as_str(),
+            session_id = session_id
+        );
+        metrics::counter!("tessera_refreshes_total", "outcome" => "reused").increment(1);
+        Ok(Denied::RefreshReused)
+    }
+
     /// Ends the session of a refresh or access token (RFC 7009). Whatever
     /// the token was, the answer is the same, so revocation reveals nothing.
-    pub async fn revoke(&self, token: &str, now: OffsetDateTime) -> Outcome<()> {
+    pub async fn revoke(
+        &self,
+        token: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Outcome<()> {
         let Some(s) = self.session_of(token, now).await? else {
             return Ok(());
         };
@@ -198,7 +241,13 @@ impl Tokens {
             .revoke_session(&s.user_id, &s.id, now)
             .await?;
         if revoked {
-            tracing::info!(user_id = %s.user_id, session_id = %s.id, "token family revoked");
+            audit!(
+                info,
+                "token_revoked",
+                client,
+                user_id = s.user_id.as_str(),
+                session_id = s.id.as_str()
+            );
         }
         Ok(())
     }

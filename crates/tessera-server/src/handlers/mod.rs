@@ -1,5 +1,6 @@
 //! The route handlers of `docs/api.md`, grouped as it groups them.
 
+pub mod admin;
 pub mod me;
 pub mod ops;
 pub mod sessions;

@@ -8,22 +8,45 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tessera_core::session::ClientInfo;
 use tessera_core::{SessionRecord, csrf};
 
 use super::{now, rfc3339};
-use crate::accounts::{Ending, SessionLogin};
-use crate::app::AppState;
+use crate::accounts::{Attempt, Ending, SessionLogin};
+use crate::app::{App, AppState};
 use crate::auth::{Authenticated, CookieSession, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Client, JsonBody};
 
-/// Login body of `POST /v1/sessions` (and later `POST /v1/tokens`).
+/// Login body of `POST /v1/sessions` and `POST /v1/tokens`.
 #[derive(Deserialize)]
 pub struct Credentials {
     /// The username, in any case.
     pub username: String,
     /// The password.
     pub password: String,
+    /// Keep the session cookie after the browser closes (`Max-Age`); by
+    /// default it is a browser-session cookie.
+    #[serde(default)]
+    pub remember: bool,
+}
+
+impl Credentials {
+    /// The login attempt these credentials make from `client`, with the
+    /// device its cookie proves, if any.
+    pub fn attempt<'a>(
+        &'a self,
+        app: &App,
+        headers: &HeaderMap,
+        client: ClientInfo,
+    ) -> Attempt<'a> {
+        Attempt {
+            username: &self.username,
+            password: &self.password,
+            client,
+            device: app.known_device(headers, &self.username),
+        }
+    }
 }
 
 fn user_json(p: &Principal) -> Value {
@@ -49,7 +72,8 @@ fn no_store(headers: &mut HeaderMap) {
 pub async fn login(
     State(app): State<AppState>,
     Client(client): Client,
-    JsonBody(body): JsonBody<Credentials>,
+    headers: HeaderMap,
+    JsonBody(creds): JsonBody<Credentials>,
 ) -> ApiResult<Response> {
     let SessionLogin {
         user,
@@ -57,7 +81,7 @@ pub async fn login(
         secret,
     } = app
         .accounts
-        .log_in(&body.username, &body.password, client, now())
+        .log_in(creds.attempt(&app, &headers, client), now())
         .await?;
     let body = json!({
         "user": { "id": user.id, "username": user.username },
@@ -66,11 +90,12 @@ pub async fn login(
     });
     let mut res = (StatusCode::CREATED, Json(body)).into_response();
     let headers = res.headers_mut();
+    let max_age = creds.remember.then_some(app.policy.absolute);
     headers.append(
         header::SET_COOKIE,
-        app.cookies
-            .set_session(secret.expose(), app.policy.absolute),
+        app.cookies.set_session(secret.expose(), max_age),
     );
+    headers.append(header::SET_COOKIE, app.device_cookie(&user.username));
     no_store(headers);
     Ok(res)
 }
@@ -100,9 +125,10 @@ fn cleared_cookie(app: &AppState) -> Response {
 pub async fn logout(
     State(app): State<AppState>,
     CookieSession(p): CookieSession,
+    Client(client): Client,
 ) -> ApiResult<Response> {
     app.accounts
-        .end_session(&p.user_id, &p.session.id, Ending::Logout, now())
+        .end_session(&p.user_id, &p.session.id, Ending::Logout, &client, now())
         .await?;
     Ok(cleared_cookie(&app))
 }
@@ -137,6 +163,7 @@ pub async fn list(
 pub async fn revoke(
     State(app): State<AppState>,
     Authenticated(p): Authenticated,
+    Client(client): Client,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     // An id that is not even a string (bad percent-encoding) names no session.
@@ -144,7 +171,7 @@ pub async fn revoke(
         return Err(ApiError::not_found("No such session."));
     };
     app.accounts
-        .end_session(&p.user_id, &id, Ending::Revoked, now())
+        .end_session(&p.user_id, &id, Ending::Revoked, &client, now())
         .await?;
     if id == p.session.id && p.csrf_token().is_some() {
         // The caller ended its own cookie session: drop the cookie too.
@@ -157,9 +184,10 @@ pub async fn revoke(
 pub async fn revoke_others(
     State(app): State<AppState>,
     Authenticated(p): Authenticated,
+    Client(client): Client,
 ) -> ApiResult<StatusCode> {
     app.accounts
-        .end_other_sessions(&p.user_id, &p.session.id, now())
+        .end_other_sessions(&p.user_id, &p.session.id, &client, now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

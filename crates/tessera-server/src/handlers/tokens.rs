@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 use tessera_core::refresh::RefreshToken;
 
 use super::now;
@@ -17,7 +16,7 @@ use crate::app::{App, AppState};
 use crate::auth::{AuthFailure, AuthMethod, CheckedToken, check_access_token};
 use crate::cookies;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Client, JsonBody, RawBody, parse_json_body};
+use crate::extract::{Admin, Client, JsonBody, RawBody, parse_json_body};
 
 /// Cookie delivery when the query asks for it (`?cookie=true`).
 fn delivery(query: Option<&str>) -> Delivery {
@@ -84,14 +83,18 @@ pub async fn login(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
     Client(client): Client,
-    JsonBody(body): JsonBody<Credentials>,
+    headers: HeaderMap,
+    JsonBody(creds): JsonBody<Credentials>,
 ) -> ApiResult<Response> {
     let delivery = delivery(query.as_deref());
     let grant = app
         .tokens
-        .log_in(&body.username, &body.password, client, delivery, now())
+        .log_in(creds.attempt(&app, &headers, client), delivery, now())
         .await?;
-    Ok(token_response(&app, grant, delivery))
+    let device = app.device_cookie(&grant.username);
+    let mut res = token_response(&app, grant, delivery);
+    res.headers_mut().append(header::SET_COOKIE, device);
+    Ok(res)
 }
 
 #[derive(Deserialize, Default)]
@@ -104,6 +107,7 @@ struct RefreshBody {
 /// body has none.
 pub async fn refresh(
     State(app): State<AppState>,
+    Client(client): Client,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
@@ -122,7 +126,7 @@ pub async fn refresh(
             None => return Err(ApiError::invalid_request("The body needs a refresh_token.")),
         },
     };
-    let grant = app.tokens.refresh(&raw, delivery, now).await?;
+    let grant = app.tokens.refresh(&raw, delivery, &client, now).await?;
     Ok(token_response(&app, grant, delivery))
 }
 
@@ -137,6 +141,7 @@ pub struct TokenBody {
 /// token was, so the endpoint reveals nothing.
 pub async fn revoke(
     State(app): State<AppState>,
+    Client(client): Client,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
@@ -159,7 +164,7 @@ pub async fn revoke(
             ));
         }
         for token in tokens {
-            app.tokens.revoke(token, now).await?;
+            app.tokens.revoke(token, &client, now).await?;
         }
         let mut res = Json(json!({})).into_response();
         for clear in app.cookies.clear_tokens() {
@@ -168,31 +173,17 @@ pub async fn revoke(
         return Ok(res);
     }
     let token = parse_json_body::<TokenBody>(&headers, &body)?.token;
-    app.tokens.revoke(&token, now).await?;
+    app.tokens.revoke(&token, &client, now).await?;
     Ok(Json(json!({})).into_response())
 }
 
 /// `POST /v1/tokens/introspect` (RFC 7662), behind the admin key.
 pub async fn introspect(
     State(app): State<AppState>,
+    _admin: Admin,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let Some(admin) = &app.settings.admin_key else {
-        return Err(ApiError::not_found(
-            "Admin routes are off: no admin key is configured.",
-        ));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim())
-        .unwrap_or("");
-    if !bool::from(presented.as_bytes().ct_eq(admin.expose().as_bytes())) {
-        return Err(ApiError::unauthenticated());
-    }
     let body: TokenBody = parse_json_body(&headers, &body)?;
     let now = now();
     let inactive = || Ok(Json(json!({ "active": false })).into_response());

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
@@ -24,11 +24,18 @@ pub struct NewUser {
 /// `POST /v1/users`: [`Accounts::register`](crate::accounts::Accounts::register).
 pub async fn register(
     State(app): State<AppState>,
+    Client(client): Client,
     JsonBody(body): JsonBody<NewUser>,
 ) -> ApiResult<impl IntoResponse> {
     let user = app
         .accounts
-        .register(&body.username, &body.password, Registrar::Public, now())
+        .register(
+            &body.username,
+            &body.password,
+            Registrar::Public,
+            &client,
+            now(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -54,15 +61,20 @@ pub async fn change_password(
     State(app): State<AppState>,
     Authenticated(principal): Authenticated,
     Client(client): Client,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     let change = accounts::PasswordChange {
         user_id: &principal.user_id,
-        username: &principal.username,
         keep_session: &principal.session.id,
-        current: &body.current_password,
+        current: accounts::Attempt {
+            username: &principal.username,
+            password: &body.current_password,
+            client,
+            device: app.known_device(&headers, &principal.username),
+        },
         new: &body.new_password,
     };
-    app.accounts.change_password(change, &client, now()).await?;
+    app.accounts.change_password(change, now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -41,6 +41,11 @@ async fn invalid_registrations_get_400_and_change_nothing() {
         json!({ "password": PASSWORD }),
         json!({ "username": 42, "password": PASSWORD }),
         json!(["username", "password"]),
+        // Guessable: refused with a reason (ASVS 6.2.4).
+        json!({ "username": "weak1", "password": "password" }),
+        json!({ "username": "weak2", "password": "12345678" }),
+        json!({ "username": "weak3", "password": "        " }),
+        json!({ "username": "weak4", "password": "weak41234" }),
     ];
     for case in &cases {
         let got = call(
@@ -53,11 +58,32 @@ async fn invalid_registrations_get_400_and_change_nothing() {
         .await;
         assert_error(&got, 400, "invalid_request");
     }
+    let weak = server
+        .post_json(
+            "/v1/users",
+            &json!({ "username": "weak5", "password": "qwertyuiop" }),
+        )
+        .await;
+    let body = status_json(weak).await;
+    assert_error(&body, 400, "invalid_request");
+    assert!(
+        body.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("too easy to guess"),
+        "{body:?}"
+    );
     // Limits are in characters: 8 two-byte characters are a valid password,
     // 1024 characters too.
+    let long: String = (0..1024u32)
+        .map(|i| char::from(b'!' + u8::try_from(i * 37 % 94).unwrap()))
+        .collect();
     for (name, pw) in [
-        ("eightchars", "\u{e9}".repeat(8)),
-        ("maxlen", "y".repeat(1024)),
+        (
+            "eightchars",
+            "\u{e7}\u{e0}\u{e9}\u{ee}\u{f5}\u{fc}\u{df}\u{f8}".to_owned(),
+        ),
+        ("maxlen", long),
     ] {
         let res = server
             .post_json("/v1/users", &json!({ "username": name, "password": pw }))
@@ -65,7 +91,7 @@ async fn invalid_registrations_get_400_and_change_nothing() {
         assert_eq!(res.status(), 201, "{name}");
     }
     // Nothing was created by the refused attempts: the names are still free.
-    for name in ["shortpw", "longpw", "nopw"] {
+    for name in ["shortpw", "longpw", "nopw", "weak1", "weak5"] {
         register(&server, name).await;
     }
 }

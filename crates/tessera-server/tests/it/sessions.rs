@@ -22,8 +22,18 @@ async fn login_sets_an_httponly_lax_cookie_and_returns_the_session() {
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let cookies = set_cookies(&res);
-    assert_eq!(cookies.len(), 1);
-    let cookie = &cookies[0];
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    let cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("tessera_session="))
+        .unwrap();
+    let device = cookies
+        .iter()
+        .find(|c| c.starts_with("tessera_device=dv1."))
+        .unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=31536000"] {
+        assert!(device.contains(attr), "{attr} missing in {device}");
+    }
     let secret = cookie
         .strip_prefix("tessera_session=")
         .unwrap()
@@ -34,13 +44,26 @@ async fn login_sets_an_httponly_lax_cookie_and_returns_the_session() {
         secret.starts_with("tsr_ss_") && secret.len() >= 7 + 43,
         "{secret}"
     );
-    for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=86400"] {
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attr), "{attr} missing in {cookie}");
     }
     assert!(
         !cookie.contains("Secure"),
         "dev cookies are not Secure: {cookie}"
     );
+    // Not asked to be remembered: the browser drops it when it closes.
+    assert!(!cookie.contains("Max-Age"), "{cookie}");
+    let remembered = server
+        .post_json(
+            "/v1/sessions",
+            &json!({ "username": name, "password": PASSWORD, "remember": true }),
+        )
+        .await;
+    let remembered = set_cookies(&remembered)
+        .into_iter()
+        .find(|c| c.starts_with("tessera_session="))
+        .unwrap();
+    assert!(remembered.contains("; Max-Age=86400;"), "{remembered}");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["user"]["id"], user["id"]);
     assert_eq!(body["user"]["username"], name.as_str());
@@ -75,10 +98,20 @@ async fn secure_cookies_by_default_use_the_host_prefix() {
         )
         .await;
     assert_eq!(res.status(), 201);
-    let cookie = set_cookies(&res).pop().unwrap();
+    let cookies = set_cookies(&res);
+    let cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-tessera_session="))
+        .unwrap();
     assert!(
         cookie.starts_with("__Host-tessera_session=tsr_ss_"),
         "{cookie}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-tessera_device=dv1.") && c.contains("; Secure")),
+        "{cookies:?}"
     );
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
         assert!(cookie.contains(attr), "{attr} missing in {cookie}");

@@ -29,6 +29,7 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
         username: "Persist".into(),
         password_hash: "h".into(),
         created_at: tessera_store::conformance::T0,
+        disabled_at: None,
     };
     s.create_user(&u).await.unwrap();
     s.close().await;
