@@ -18,6 +18,13 @@ pub enum SealError {
     /// The master key is not 64 hexadecimal characters.
     #[error("the master key must be 32 bytes written as 64 hexadecimal characters")]
     BadMasterKey,
+    /// The master key is well formed but could not have come from a random
+    /// source (all zero, one byte repeated, a short pattern).
+    #[error(
+        "the master key is too predictable (all zero, a repeated byte or pattern); \
+         generate one with `openssl rand -hex 32`"
+    )]
+    WeakMasterKey,
     /// The value was sealed under another master key, or was altered.
     #[error("cannot decrypt: wrong master key, or the stored value was altered")]
     Open,
@@ -37,6 +44,15 @@ impl MasterKey {
         for (i, chunk) in hex.as_bytes().chunks(2).enumerate() {
             let s = std::str::from_utf8(chunk).map_err(|_| SealError::BadMasterKey)?;
             bytes[i] = u8::from_str_radix(s, 16).map_err(|_| SealError::BadMasterKey)?;
+        }
+        // 32 random bytes have about 30 distinct values; fewer than 16 has a
+        // chance below 2^-40. A key that low is typed, not generated.
+        let mut seen = [false; 256];
+        for b in bytes {
+            seen[usize::from(b)] = true;
+        }
+        if seen.iter().filter(|s| **s).count() < 16 {
+            return Err(SealError::WeakMasterKey);
         }
         Self::from_bytes(&bytes)
     }
@@ -113,8 +129,12 @@ mod tests {
 
     #[test]
     fn wrong_key_label_or_tampering_fails() {
-        let key = MasterKey::from_hex(&"11".repeat(32)).unwrap();
-        let other = MasterKey::from_hex(&"22".repeat(32)).unwrap();
+        let key =
+            MasterKey::from_hex("5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a")
+                .unwrap();
+        let other =
+            MasterKey::from_hex("c4e8a0f2b6d1e9a3c7f5b2d8e0a4c6f9b1d3e7a5c2f8b0d6e4a9c1f7b3d5e2a8")
+                .unwrap();
         let sealed = key.seal("kid-1", b"secret", &mut OsRng);
         assert_eq!(other.open("kid-1", &sealed), Err(SealError::Open));
         assert_eq!(key.open("kid-2", &sealed), Err(SealError::Open));
@@ -128,9 +148,31 @@ mod tests {
     fn master_key_format() {
         assert!(MasterKey::from_hex("abc").is_err());
         assert!(MasterKey::from_hex(&"zz".repeat(32)).is_err());
-        assert!(MasterKey::from_hex(&"AbCd".repeat(16)).is_ok());
+        assert!(
+            MasterKey::from_hex(
+                &"5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a".to_uppercase()
+            )
+            .is_ok()
+        );
+        for weak in [
+            "00".repeat(32),
+            "ab".repeat(32),
+            "0123456789abcdef".repeat(4),
+        ] {
+            assert_eq!(
+                MasterKey::from_hex(&weak).err(),
+                Some(SealError::WeakMasterKey),
+                "{weak}"
+            );
+        }
         assert_eq!(
-            format!("{:?}", MasterKey::from_hex(&"ab".repeat(32)).unwrap()),
+            format!(
+                "{:?}",
+                MasterKey::from_hex(
+                    "5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a"
+                )
+                .unwrap()
+            ),
             "MasterKey(<redacted>)"
         );
     }

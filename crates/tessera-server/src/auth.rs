@@ -21,7 +21,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, header};
 use tessera_core::jwt::{AccessClaims, check_claims};
 use tessera_core::{Refusal, SessionRecord, SessionSecret, csrf};
 use tessera_store::StoreError;
@@ -339,16 +339,11 @@ async fn authenticate_token(
     })
 }
 
-fn is_unsafe(method: &Method) -> bool {
-    !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
 /// Checks the `X-CSRF-Token` header of an unsafe cookie-session request.
+/// For forward-auth the rule applies to the original request's method (see
+/// [`crate::origin::judged_method`]).
 fn check_csrf(parts: &Parts, secret: &SessionSecret) -> Result<(), AuthFailure> {
-    if !is_unsafe(&parts.method) {
+    if !crate::origin::judged_unsafe(&parts.method, parts.uri.path(), &parts.headers) {
         return Ok(());
     }
     let presented = parts

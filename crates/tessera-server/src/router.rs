@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -75,9 +75,10 @@ pub fn router(app: AppState) -> Router {
                 "This route does not accept that method.",
             )
         })
+        .layer(middleware::from_fn_with_state(app.clone(), crate::origin::guard))
         // Inside `common`, so that a panic's 500 gets the common headers and metrics.
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
-        .layer(middleware::from_fn(common))
+        .layer(middleware::from_fn_with_state(app.clone(), common))
         // Every body-reading extractor stops at 64 KiB, whatever it is.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
@@ -104,7 +105,7 @@ async fn remember_route(req: Request, next: Next) -> Response {
 }
 
 /// Limits and headers for every route, and the request metrics.
-async fn common(req: Request, next: Next) -> Response {
+async fn common(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().as_str().to_owned();
     let too_large = req
@@ -127,6 +128,13 @@ async fn common(req: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Secure cookies mean HTTPS: tell browsers never to use plain HTTP here.
+    if app.settings.hsts && !app.settings.insecure_dev_cookies {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     let route = res
         .extensions()
         .get::<Route>()

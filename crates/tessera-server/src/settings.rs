@@ -70,6 +70,22 @@ pub struct SettingsArgs {
     #[arg(long, help_heading = "Server", env = "TESSERA_TRUST_FORWARDED_FOR", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
     pub trust_forwarded_for: Option<bool>,
+    /// Origins besides this server's own (its Host) whose pages may log in,
+    /// register or send cookie-authenticated writes, comma-separated
+    /// (https://app.example.com). Other origins, and requests a browser marks
+    /// Sec-Fetch-Site: cross-site, get 403 cross_site_request.
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_TRUSTED_ORIGINS",
+        value_name = "ORIGINS"
+    )]
+    pub trusted_origins: Option<String>,
+    /// Do not send Strict-Transport-Security (sent by default whenever
+    /// cookies are Secure, that is without --insecure-dev-cookies).
+    #[arg(long, help_heading = "Server", env = "TESSERA_DISABLE_HSTS", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub disable_hsts: Option<bool>,
     /// Bearer key for admin routes such as introspection; admin routes are off when unset.
     #[arg(
         long,
@@ -246,6 +262,8 @@ impl SettingsArgs {
             ),
             ("disable_registration", s.disable_registration.is_some()),
             ("trust_forwarded_for", s.trust_forwarded_for.is_some()),
+            ("trusted_origins", s.trusted_origins.is_some()),
+            ("disable_hsts", s.disable_hsts.is_some()),
             ("access_ttl", s.access_ttl.is_some()),
             ("refresh_ttl", s.refresh_ttl.is_some()),
             ("session_idle", s.session_idle.is_some()),
@@ -279,6 +297,8 @@ pub struct FileSettings {
     allow_insecure_cookies_on_network: Option<bool>,
     disable_registration: Option<bool>,
     trust_forwarded_for: Option<bool>,
+    trusted_origins: Option<Vec<String>>,
+    disable_hsts: Option<bool>,
     access_ttl: Option<String>,
     refresh_ttl: Option<String>,
     session_idle: Option<String>,
@@ -369,6 +389,11 @@ pub struct Settings {
     pub registration_open: bool,
     /// Whether the client address comes from X-Forwarded-For.
     pub trust_forwarded_for: bool,
+    /// Origins (`scheme://host[:port]`, lowercase) trusted besides the
+    /// server's own.
+    pub trusted_origins: Vec<String>,
+    /// Whether HTTPS answers carry Strict-Transport-Security.
+    pub hsts: bool,
     /// Access-token lifetime.
     pub access_ttl: Duration,
     /// Refresh-token lifetime.
@@ -510,6 +535,35 @@ impl SettingMeta {
         value.map_or(Ok(default), |v| parse_duration(&v).map_err(|p| self.err(p)))
     }
 
+    /// A list of web origins: `http://` or `https://`, a host, an optional
+    /// port, nothing after (a trailing `/` is dropped); lowercased, as
+    /// browsers send them in `Origin`.
+    fn origins(self, value: Option<Vec<String>>) -> Result<Vec<String>, SettingError> {
+        let mut out = Vec::new();
+        for raw in value.unwrap_or_default() {
+            let origin = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+            if origin.is_empty() {
+                continue;
+            }
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let valid = host.is_some_and(|h| {
+                !h.is_empty()
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+            });
+            if !valid {
+                return Err(self.err(format!(
+                    "{raw:?} is not an origin: write scheme://host[:port], such as \
+                     https://app.example.com, with no path"
+                )));
+            }
+            out.push(origin);
+        }
+        Ok(out)
+    }
+
     fn lifetime(self, value: Option<String>, default: Duration) -> Result<Duration, SettingError> {
         let d = self.duration(value, default)?;
         if d < Duration::seconds(1) {
@@ -567,9 +621,15 @@ const TRUST_FORWARDED_FOR: SettingMeta = setting!(
     "trust-forwarded-for",
     "TESSERA_TRUST_FORWARDED_FOR"
 );
+const TRUSTED_ORIGINS: SettingMeta = setting!(
+    "trusted_origins",
+    "trusted-origins",
+    "TESSERA_TRUSTED_ORIGINS"
+);
+const DISABLE_HSTS: SettingMeta = setting!("disable_hsts", "disable-hsts", "TESSERA_DISABLE_HSTS");
 
 /// Every setting: its key in the file, its flag and its variable.
-const ALL: [SettingMeta; 23] = [
+const ALL: [SettingMeta; 25] = [
     CONFIG,
     LISTEN,
     DATABASE,
@@ -588,6 +648,8 @@ const ALL: [SettingMeta; 23] = [
     ALLOW_INSECURE_COOKIES_ON_NETWORK,
     DISABLE_REGISTRATION,
     TRUST_FORWARDED_FOR,
+    TRUSTED_ORIGINS,
+    DISABLE_HSTS,
     ACCESS_TTL,
     REFRESH_TTL,
     SESSION_IDLE,
@@ -668,6 +730,8 @@ fn file_example(key: &str) -> Option<&'static str> {
         "allow_insecure_cookies_on_network" => "allow_insecure_cookies_on_network = true",
         "disable_registration" => "disable_registration = true",
         "trust_forwarded_for" => "trust_forwarded_for = true",
+        "trusted_origins" => "trusted_origins = [\"https://app.example.com\"]",
+        "disable_hsts" => "disable_hsts = true",
         "access_ttl" => "access_ttl = \"15m\"",
         "refresh_ttl" => "refresh_ttl = \"14d\"",
         "session_idle" => "session_idle = \"30m\"",
@@ -773,6 +837,12 @@ fn parse_hex_key(meta: SettingMeta, value: Option<String>) -> Result<Option<Secr
     if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(meta.err("must be 32 bytes written as 64 hexadecimal characters"));
     }
+    // The same rule the key itself applies: no all-zero or patterned key.
+    if let Err(e @ tessera_core::sealed::SealError::WeakMasterKey) =
+        tessera_core::sealed::MasterKey::from_hex(&v)
+    {
+        return Err(meta.err(e.to_string()));
+    }
     Ok(Some(Secret(v)))
 }
 
@@ -827,6 +897,8 @@ impl Settings {
             ),
             format!("disable_registration = {}", !self.registration_open),
             format!("trust_forwarded_for = {}", self.trust_forwarded_for),
+            format!("trusted_origins = {:?}", self.trusted_origins),
+            format!("disable_hsts = {}", !self.hsts),
             format!("access_ttl = {:?}", format_duration(self.access_ttl)),
             format!("refresh_ttl = {:?}", format_duration(self.refresh_ttl)),
             format!("session_idle = {:?}", format_duration(self.session_idle)),
@@ -1026,6 +1098,12 @@ impl Settings {
                 .trust_forwarded_for
                 .or(f.trust_forwarded_for)
                 .unwrap_or(false),
+            trusted_origins: TRUSTED_ORIGINS.origins(
+                args.trusted_origins
+                    .map(|list| list.split(',').map(str::to_owned).collect())
+                    .or(f.trusted_origins),
+            )?,
+            hsts: !args.disable_hsts.or(f.disable_hsts).unwrap_or(false),
             access_ttl: ACCESS_TTL
                 .lifetime(args.access_ttl.or(f.access_ttl), Duration::minutes(15))?,
             refresh_ttl: REFRESH_TTL
@@ -1321,7 +1399,9 @@ mod tests {
         };
         assert_eq!(Settings::resolve(args).unwrap_err().name, "master_key");
         let args = SettingsArgs {
-            master_key: Some("ab".repeat(32)),
+            master_key: Some(
+                "5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a".to_owned(),
+            ),
             ..Default::default()
         };
         let s = Settings::resolve(args).unwrap();

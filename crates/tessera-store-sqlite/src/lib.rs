@@ -108,6 +108,30 @@ const MIGRATIONS: tessera_store::sqlx_migrations::Embedded =
         ),
     ]);
 
+/// Makes the database file readable and writable by its owner only (`0600`):
+/// creates it so when it does not exist yet (SQLite gives the `-wal` and
+/// `-shm` files the database's mode), and narrows the files of a database an
+/// earlier version created with the umask's mode. Best effort: a file that
+/// cannot be created or changed here is left to SQLite, which reports what
+/// matters.
+fn owner_only(path: &std::path::Path) {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
 /// SQLite's primary result code of a database error (`SQLITE_READONLY` is 8).
 fn sqlite_code(e: &sqlx::Error) -> Option<i64> {
     match e {
@@ -244,6 +268,9 @@ impl SqliteStore {
             // nor switches the journal mode (nor, in `serve`, writes a key
             // file beside it).
             return Err(OpenError::NotTessera(path));
+        }
+        if mode != OpenMode::ReadOnly && !memory {
+            owner_only(&path);
         }
         let options = options
             .busy_timeout(StdDuration::from_secs(5))

@@ -466,3 +466,196 @@ async fn every_security_event_is_audited_without_secrets() {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
     }
 }
+
+/// Item 8: logins, registrations and cookie-authenticated writes from a
+/// foreign page are refused even before the CSRF token is looked at; the
+/// server's own origin and the trusted ones pass, and so do clients that are
+/// not browsers. Forward-auth judges the original request's method.
+#[tokio::test]
+async fn cross_site_requests_are_refused() {
+    let server = start_with_args(&["--trusted-origins", "https://app.example.com/"]).await;
+    let name = unique("origin");
+    register(&server, &name).await;
+    let own = server.base().trim_end_matches('/').to_owned();
+    let login_with = |extra: HeaderMap| {
+        server
+            .client()
+            .post(server.url("/v1/sessions"))
+            .headers(extra)
+            .json(&json!({ "username": name, "password": PASSWORD }))
+            .send()
+    };
+    for foreign in [
+        headers([("origin", "https://evil.example")]),
+        headers([("origin", "null")]),
+        headers([("sec-fetch-site", "cross-site")]),
+        headers([
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "same-origin"),
+        ]),
+    ] {
+        let got = status_json(login_with(foreign.clone()).await.unwrap()).await;
+        assert_error(&got, 403, "cross_site_request");
+    }
+    let res = server
+        .client()
+        .post(server.url("/v1/users"))
+        .header("origin", "https://evil.example")
+        .json(&json!({ "username": unique("planted"), "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(&status_json(res).await, 403, "cross_site_request");
+    for fine in [
+        headers([("origin", own.as_str())]),
+        headers([("origin", "https://app.example.com")]),
+        headers([("sec-fetch-site", "same-origin")]),
+        HeaderMap::new(),
+    ] {
+        assert_eq!(login_with(fine).await.unwrap().status(), 201);
+    }
+
+    // A cookie-authenticated write from a foreign page: refused even with
+    // the CSRF token; from the own origin it works.
+    let session = login(&server, &name).await;
+    let mut evil = session.with_csrf();
+    evil.insert("origin", "https://evil.example".parse().unwrap());
+    let got = call(&server, Method::DELETE, "/v1/sessions/current", evil, None).await;
+    assert_error(&got, 403, "cross_site_request");
+    assert_eq!(
+        call(&server, Method::GET, "/v1/me", session.cookie_only(), None)
+            .await
+            .0,
+        200
+    );
+    // A bearer client without cookies is no browser's victim.
+    let grant = tokens(&server, &name).await;
+    let mut bearer_evil = bearer(&grant["access_token"]);
+    bearer_evil.insert("origin", "https://evil.example".parse().unwrap());
+    let got = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/sessions/{}", session.session_id),
+        bearer_evil,
+        None,
+    )
+    .await;
+    assert_eq!(got.0, 204, "{}", got.1);
+
+    // Forward-auth applies the CSRF rule to the original method.
+    let session = login(&server, &name).await;
+    let verify = |extra: &[(&'static str, &str)]| {
+        let mut h = session.cookie_only();
+        for (k, v) in extra {
+            h.insert(*k, v.parse().unwrap());
+        }
+        call(&server, Method::GET, "/v1/auth/verify", h, None)
+    };
+    assert_eq!(verify(&[]).await.0, 200);
+    assert_eq!(verify(&[("x-forwarded-method", "GET")]).await.0, 200);
+    assert_error(
+        &verify(&[("x-forwarded-method", "POST")]).await,
+        403,
+        "csrf_failed",
+    );
+    assert_error(
+        &verify(&[("x-original-method", "delete")]).await,
+        403,
+        "csrf_failed",
+    );
+    assert_error(
+        &verify(&[("x-forwarded-method", "P O S T")]).await,
+        403,
+        "csrf_failed",
+    );
+    assert_eq!(
+        verify(&[
+            ("x-forwarded-method", "POST"),
+            ("x-csrf-token", &session.csrf)
+        ])
+        .await
+        .0,
+        200
+    );
+    assert_error(
+        &verify(&[
+            ("x-forwarded-method", "POST"),
+            ("x-csrf-token", &session.csrf),
+            ("origin", "https://evil.example"),
+        ])
+        .await,
+        403,
+        "cross_site_request",
+    );
+}
+
+/// Item 9: HSTS whenever cookies are Secure (unless turned off), the demo
+/// page's headers, data files readable by their owner only, and no
+/// predictable master key.
+#[tokio::test]
+async fn deployment_defaults_are_strict() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let secure = Server::start_with(
+        BIN,
+        Options {
+            secure_cookies: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let res = secure.get("/healthz", HeaderMap::new()).await;
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let off = Server::start_with(
+        BIN,
+        Options {
+            secure_cookies: true,
+            args: vec!["--disable-hsts".to_owned()],
+            ..Options::default()
+        },
+    )
+    .await;
+    let res = off.get("/healthz", HeaderMap::new()).await;
+    assert!(res.headers().get("strict-transport-security").is_none());
+    let dev = start().await;
+    let res = dev.get("/demo", HeaderMap::new()).await;
+    assert!(res.headers().get("strict-transport-security").is_none());
+    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    for part in [
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+
+    user_with_session(&dev, "files").await;
+    for suffix in ["", "-wal"] {
+        let mut path = dev.db_path().into_os_string();
+        path.push(suffix);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path:?}");
+    }
+
+    for weak in ["00".repeat(32), "0123456789abcdef".repeat(4)] {
+        let (code, out, err) = crate::cli::run(
+            &[
+                "config",
+                "check",
+                "--master-key",
+                &weak,
+                "--database",
+                "postgres://h/db",
+            ],
+            &[],
+            None,
+        );
+        let _ = out;
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("too predictable"), "{err}");
+    }
+}

@@ -138,7 +138,7 @@ fn a_config_file_is_read_and_checked() {
             "--redis",
             "redis://:redis-pw@cache:6379",
             "--master-key",
-            &"ab".repeat(32),
+            "5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a",
         ],
         &[],
         None,

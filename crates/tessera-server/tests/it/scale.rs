@@ -251,7 +251,7 @@ async fn same_master_key(shared: std::sync::Arc<Shared>) {
     };
     let mut wrong = shared.args();
     let at = wrong.iter().position(|a| a == "--master-key").unwrap();
-    wrong[at + 1] = "ff".repeat(32);
+    wrong[at + 1] = "c4e8a0f2b6d1e9a3c7f5b2d8e0a4c6f9b1d3e7a5c2f8b0d6e4a9c1f7b3d5e2a8".to_owned();
     let (code, stderr) = run(wrong);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(

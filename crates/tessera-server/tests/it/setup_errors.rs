@@ -19,7 +19,7 @@ fn error_lines(stderr: &str) -> Vec<&str> {
 
 /// A master key for commands that need one.
 fn master_key() -> String {
-    "ab".repeat(32)
+    "5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a".to_owned()
 }
 
 /// Runs one SQL statement on the SQLite file `db` with Python's sqlite3, an

@@ -423,7 +423,7 @@ async fn keys_survive_a_restart_and_a_wrong_master_key_stops_the_start() {
             "--listen",
             "127.0.0.1:0",
             "--master-key",
-            &"ab".repeat(32),
+            "5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a",
         ])
         .arg("--database")
         .arg(format!("sqlite://{}", server.db_path().display()))

@@ -1,0 +1,109 @@
+//! Cross-site requests refused before any handler: defence in depth beside
+//! the CSRF token and `SameSite` cookies.
+//!
+//! A request is judged when a browser could have been made to send it by
+//! another site's page: an unsafe method (judged, for forward-auth, by the
+//! original request's method) that carries cookies, and every login and
+//! registration (whose cookie it would set — a foreign page must not even log
+//! a victim into the attacker's account). Such a request is refused with
+//! `403 cross_site_request` when its `Origin` is neither this server's own
+//! (the `Host` it was sent to) nor one of `--trusted-origins`, or, without an
+//! `Origin`, when the browser marks it `Sec-Fetch-Site: cross-site`. A
+//! request with neither header (curl, a server-side client) is not a
+//! browser's, and passes.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// The forward-auth route, whose method is the proxy's, not the request's.
+pub const FORWARD_AUTH: &str = "/v1/auth/verify";
+
+/// Routes that set a credential cookie or create an account.
+const LOGIN_ROUTES: [&str; 3] = ["/v1/sessions", "/v1/tokens", "/v1/users"];
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// The method whose safety the CSRF rules judge: the request's own or, for
+/// forward-auth, the original request's as the proxy reports it
+/// (`X-Forwarded-Method`, as Traefik and Caddy send it, or
+/// `X-Original-Method`, as nginx configurations do). An original method that
+/// does not parse is judged unsafe.
+pub fn judged_method(method: &Method, path: &str, headers: &HeaderMap) -> Method {
+    if path != FORWARD_AUTH {
+        return method.clone();
+    }
+    let original = ["x-forwarded-method", "x-original-method"]
+        .iter()
+        .find_map(|name| headers.get(*name));
+    match original {
+        None => method.clone(),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|m| Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).ok())
+            .unwrap_or(Method::POST),
+    }
+}
+
+/// Whether the judged method of this request is unsafe.
+pub fn judged_unsafe(method: &Method, path: &str, headers: &HeaderMap) -> bool {
+    is_unsafe(&judged_method(method, path, headers))
+}
+
+/// Whether `origin` is this server's own: the same host and port as the
+/// `Host` the request was sent to.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    authority.is_some_and(|a| a.eq_ignore_ascii_case(host.trim()))
+}
+
+/// `Some(why)` when a browser sent this request from a foreign site.
+fn foreign(app: &AppState, headers: &HeaderMap) -> Option<&'static str> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        let trusted = same_origin(&origin, headers)
+            || app.settings.trusted_origins.contains(&origin);
+        return (!trusted).then_some("origin");
+    }
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    fetch_site
+        .eq_ignore_ascii_case("cross-site")
+        .then_some("sec_fetch_site")
+}
+
+/// The middleware: refuses the cross-site requests described above.
+pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let judged = (judged_unsafe(req.method(), path, req.headers())
+        && req.headers().contains_key(header::COOKIE))
+        || (req.method() == Method::POST && LOGIN_ROUTES.contains(&path));
+    if judged && let Some(why) = foreign(&app, req.headers()) {
+        metrics::counter!("tessera_cross_site_refusals_total", "by" => why).increment(1);
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "This request came from another site's page; only this server's own pages and \
+             the trusted origins may send it.",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
