@@ -87,10 +87,10 @@ try {
   await step("me", "me", /^me: 401 /);
   // The device cookie stays on purpose: it is no credential, only the proof
   // that this browser once logged in (the throttle never locks it out).
-  const left = await context.cookies();
-  const device = left.find((c) => c.name === "tessera_device");
+  const cookiesLeft = await context.cookies();
+  const device = cookiesLeft.find((c) => c.name === "tessera_device");
   if (!device || !device.httpOnly || device.sameSite !== "Strict") fail(`the device cookie is missing or readable: ${JSON.stringify(device)}`);
-  const tokensLeft = left.filter((c) => c.name.startsWith("tessera_") && c.name !== "tessera_device");
+  const tokensLeft = cookiesLeft.filter((c) => c.name.startsWith("tessera_") && c.name !== "tessera_device");
   if (tokensLeft.length !== 0) fail(`cookies survived the token logout: ${tokensLeft.map((c) => c.name)}`);
   console.log("ok the token logout cleared every token cookie");
   await scriptSeesNothing("at the end");

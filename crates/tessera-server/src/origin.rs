@@ -76,8 +76,8 @@ fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
 fn foreign(app: &AppState, headers: &HeaderMap) -> Option<&'static str> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
-        let trusted = same_origin(&origin, headers)
-            || app.settings.trusted_origins.contains(&origin);
+        let trusted =
+            same_origin(&origin, headers) || app.settings.trusted_origins.contains(&origin);
         return (!trusted).then_some("origin");
     }
     let fetch_site = headers

@@ -43,7 +43,14 @@ impl Shared {
             redis_url,
             schema: format!("tessera_scale_{id}"),
             prefix: format!("tessera-scale-{id}"),
-            master_key: format!("{:064x}", u128::from(std::process::id()) << 20 | 0xabcdef),
+            // Per process (tests in parallel runs differ), and as varied as
+            // a generated key: a predictable one is refused.
+            master_key: (1..=4u64)
+                .map(|i| {
+                    let seed = u64::from(std::process::id()).wrapping_add(i);
+                    format!("{:016x}", seed.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                })
+                .collect(),
         })
     }
 
