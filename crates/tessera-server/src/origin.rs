@@ -7,7 +7,8 @@
 //! registration (whose cookie it would set — a foreign page must not even log
 //! a victim into the attacker's account). Such a request is refused with
 //! `403 cross_site_request` when its `Origin` is neither this server's own
-//! (the `Host` it was sent to) nor one of `--trusted-origins`, or, without an
+//! (the `Host` it was sent to, `X-Forwarded-Host` behind a trusted proxy, or
+//! the origin of `--issuer`) nor one of `--trusted-origins`, or, without an
 //! `Origin`, when the browser marks it `Sec-Fetch-Site: cross-site`. A
 //! request with neither header (curl, a server-side client) is not a
 //! browser's, and passes.
@@ -60,16 +61,35 @@ pub fn judged_unsafe(method: &Method, path: &str, headers: &HeaderMap) -> bool {
     is_unsafe(&judged_method(method, path, headers))
 }
 
-/// Whether `origin` is this server's own: the same host and port as the
-/// `Host` the request was sent to.
-fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
+/// The origin (`scheme://host[:port]`, lowercase) of an absolute URL.
+fn origin_of(url: &str) -> Option<String> {
+    let url = url.trim().to_ascii_lowercase();
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    (!authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
+/// Whether `origin` is this server's own: the host (and port) the request
+/// was sent to — the `Host` header, or behind a trusted proxy
+/// (`--trust-forwarded-for`) its `X-Forwarded-Host` — or the origin of the
+/// configured issuer, the server's public URL.
+fn own_origin(app: &AppState, origin: &str, headers: &HeaderMap) -> bool {
     let authority = origin
         .strip_prefix("https://")
         .or_else(|| origin.strip_prefix("http://"));
-    authority.is_some_and(|a| a.eq_ignore_ascii_case(host.trim()))
+    let Some(authority) = authority else {
+        return false;
+    };
+    let mut hosts = vec![headers.get(header::HOST)];
+    if app.settings.trust_forwarded_for {
+        hosts.push(headers.get("x-forwarded-host"));
+    }
+    let sent_to = hosts
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.to_str().ok())
+        .any(|host| host.trim().eq_ignore_ascii_case(authority));
+    sent_to || origin_of(&app.settings.issuer).is_some_and(|own| own == origin)
 }
 
 /// `Some(why)` when a browser sent this request from a foreign site.
@@ -77,7 +97,7 @@ fn foreign(app: &AppState, headers: &HeaderMap) -> Option<&'static str> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
         let trusted =
-            same_origin(&origin, headers) || app.settings.trusted_origins.contains(&origin);
+            own_origin(app, &origin, headers) || app.settings.trusted_origins.contains(&origin);
         return (!trusted).then_some("origin");
     }
     let fetch_site = headers
@@ -106,4 +126,23 @@ pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Res
         .into_response();
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_of_urls() {
+        assert_eq!(
+            origin_of("https://Auth.Example.com/path?q#f").as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:7480").as_deref(),
+            Some("http://127.0.0.1:7480")
+        );
+        assert_eq!(origin_of("no scheme"), None);
+        assert_eq!(origin_of("https:///x"), None);
+    }
 }

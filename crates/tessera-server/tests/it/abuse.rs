@@ -473,7 +473,13 @@ async fn every_security_event_is_audited_without_secrets() {
 /// not browsers. Forward-auth judges the original request's method.
 #[tokio::test]
 async fn cross_site_requests_are_refused() {
-    let server = start_with_args(&["--trusted-origins", "https://app.example.com/"]).await;
+    let server = start_with_args(&[
+        "--trusted-origins",
+        "https://app.example.com/",
+        "--issuer",
+        "https://auth.example.com/",
+    ])
+    .await;
     let name = unique("origin");
     register(&server, &name).await;
     let own = server.base().trim_end_matches('/').to_owned();
@@ -488,6 +494,11 @@ async fn cross_site_requests_are_refused() {
     for foreign in [
         headers([("origin", "https://evil.example")]),
         headers([("origin", "null")]),
+        // X-Forwarded-Host counts only behind a trusted proxy.
+        headers([
+            ("origin", "https://proxied.example"),
+            ("x-forwarded-host", "proxied.example"),
+        ]),
         headers([("sec-fetch-site", "cross-site")]),
         headers([
             ("origin", "https://evil.example"),
@@ -509,6 +520,7 @@ async fn cross_site_requests_are_refused() {
     for fine in [
         headers([("origin", own.as_str())]),
         headers([("origin", "https://app.example.com")]),
+        headers([("origin", "https://auth.example.com")]),
         headers([("sec-fetch-site", "same-origin")]),
         HeaderMap::new(),
     ] {
