@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::app::{App, AppState, Stores};
 use crate::settings::{SettingError, Settings};
@@ -41,6 +42,9 @@ fn listen_error(listen: SocketAddr, e: &std::io::Error) -> SettingError {
 /// Runs the server until a shutdown signal.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     settings.check_serve()?;
+    // Before binding, so that every descriptor the process opens counts
+    // against the raised limit.
+    let open_files = crate::listener::raise_open_file_limit();
     let listen = settings.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -64,6 +68,14 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())
         .await
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;
+    let limits = crate::listener::Limits {
+        header_read_timeout: settings.header_read_timeout.unsigned_abs(),
+        max_connections: crate::listener::connection_cap(
+            settings.max_connections,
+            open_files,
+            settings.database_max_connections,
+        ),
+    };
     let app = App::new(settings, stores, keys, metrics)?;
 
     let maintenance = tokio::spawn(maintain(app.clone()));
@@ -75,15 +87,15 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     writeln!(out, "tessera listening on http://{addr}").context("writing to stdout")?;
     out.flush().context("writing to stdout")?;
     drop(out);
-    tracing::info!(%addr, "serving");
+    tracing::info!(%addr, max_connections = limits.max_connections, "serving");
 
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    let (stop, stopping) = watch::channel(());
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(());
+    });
+    crate::listener::serve(listener, router, limits, stopping).await;
+    signals.abort();
 
     maintenance.abort();
     key_reload.abort();

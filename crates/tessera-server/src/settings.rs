@@ -48,6 +48,36 @@ pub struct SettingsArgs {
         value_name = "ADDR"
     )]
     pub listen: Option<String>,
+    /// Longest a client may take to send a request's headers (and longest a
+    /// kept-alive connection may stay idle); then the connection is closed.
+    /// [default: 10s]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_HEADER_READ_TIMEOUT",
+        value_name = "DUR"
+    )]
+    pub header_read_timeout: Option<String>,
+    /// Longest a client may take to send a request's body, once its headers
+    /// are in; then it gets 408 request_timeout and the connection is closed.
+    /// [default: 10s]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_BODY_READ_TIMEOUT",
+        value_name = "DUR"
+    )]
+    pub body_read_timeout: Option<String>,
+    /// Most client connections open at once (fewer if the open-file limit
+    /// does not allow that many). A new connection beyond it closes the one
+    /// that has waited longest for its client. [default: 10000]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub max_connections: Option<String>,
     /// Cookies without Secure and without the __Host-/__Secure- prefixes, for
     /// plain-HTTP development on this machine only: refused with a --listen
     /// address other machines can reach.
@@ -224,6 +254,9 @@ impl SettingsArgs {
         let s = self;
         [
             ("listen", s.listen.is_some()),
+            ("header_read_timeout", s.header_read_timeout.is_some()),
+            ("body_read_timeout", s.body_read_timeout.is_some()),
+            ("max_connections", s.max_connections.is_some()),
             ("database", s.database.is_some()),
             ("database_schema", s.database_schema.is_some()),
             (
@@ -263,6 +296,9 @@ impl SettingsArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
     listen: Option<String>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<NumberOrText>,
     database: Option<String>,
     database_schema: Option<String>,
     database_max_connections: Option<NumberOrText>,
@@ -337,6 +373,12 @@ impl fmt::Debug for Secret {
 pub struct Settings {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Longest wait for a request's headers (and on an idle connection).
+    pub header_read_timeout: Duration,
+    /// Longest wait for a request's body once its headers are in.
+    pub body_read_timeout: Duration,
+    /// Most client connections open at once, before the open-file limit.
+    pub max_connections: usize,
     /// The main database.
     pub database: DatabaseUrl,
     /// PostgreSQL schema.
@@ -521,6 +563,21 @@ impl SettingMeta {
 
 const CONFIG: SettingMeta = setting!("config", "config", "TESSERA_CONFIG");
 const LISTEN: SettingMeta = setting!("listen", "listen", "TESSERA_LISTEN");
+const HEADER_READ_TIMEOUT: SettingMeta = setting!(
+    "header_read_timeout",
+    "header-read-timeout",
+    "TESSERA_HEADER_READ_TIMEOUT"
+);
+const BODY_READ_TIMEOUT: SettingMeta = setting!(
+    "body_read_timeout",
+    "body-read-timeout",
+    "TESSERA_BODY_READ_TIMEOUT"
+);
+const MAX_CONNECTIONS: SettingMeta = setting!(
+    "max_connections",
+    "max-connections",
+    "TESSERA_MAX_CONNECTIONS"
+);
 const DATABASE: SettingMeta = setting!("database", "database", "TESSERA_DATABASE_URL");
 const REDIS: SettingMeta = setting!("redis", "redis", "TESSERA_REDIS_URL");
 const DATABASE_SCHEMA: SettingMeta = setting!(
@@ -569,9 +626,12 @@ const TRUST_FORWARDED_FOR: SettingMeta = setting!(
 );
 
 /// Every setting: its key in the file, its flag and its variable.
-const ALL: [SettingMeta; 23] = [
+const ALL: [SettingMeta; 26] = [
     CONFIG,
     LISTEN,
+    HEADER_READ_TIMEOUT,
+    BODY_READ_TIMEOUT,
+    MAX_CONNECTIONS,
     DATABASE,
     DATABASE_SCHEMA,
     DATABASE_MAX_CONNECTIONS,
@@ -652,6 +712,9 @@ fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 fn file_example(key: &str) -> Option<&'static str> {
     Some(match key {
         "listen" => "listen = \"127.0.0.1:7480\"",
+        "header_read_timeout" => "header_read_timeout = \"10s\"",
+        "body_read_timeout" => "body_read_timeout = \"10s\"",
+        "max_connections" => "max_connections = 10000",
         "database" => "database = \"sqlite://tessera.db\"",
         "database_schema" => "database_schema = \"tessera\"",
         "database_max_connections" => "database_max_connections = 10",
@@ -799,6 +862,15 @@ impl Settings {
         };
         [
             format!("listen = {:?}", self.listen.to_string()),
+            format!(
+                "header_read_timeout = {:?}",
+                format_duration(self.header_read_timeout)
+            ),
+            format!(
+                "body_read_timeout = {:?}",
+                format_duration(self.body_read_timeout)
+            ),
+            format!("max_connections = {}", self.max_connections),
             format!("database = {:?}", redact_url(database)),
             match &self.database_schema {
                 Some(schema) => format!("database_schema = {schema:?}"),
@@ -911,6 +983,28 @@ impl Settings {
             ))
         })?;
 
+        let header_read_timeout = HEADER_READ_TIMEOUT.lifetime(
+            args.header_read_timeout.or(f.header_read_timeout),
+            Duration::seconds(10),
+        )?;
+        let body_read_timeout = BODY_READ_TIMEOUT.lifetime(
+            args.body_read_timeout.or(f.body_read_timeout),
+            Duration::seconds(10),
+        )?;
+        let max_connections = match args
+            .max_connections
+            .or(f.max_connections.map(NumberOrText::into_text))
+        {
+            None => 10_000,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    MAX_CONNECTIONS.err(format!("{n:?} is not a number from 1 to 1000000"))
+                })?,
+        };
+
         let database = parse_database(args.database.or(f.database))?;
         let redis = args.redis.or(f.redis);
         if let Some(url) = redis
@@ -998,6 +1092,9 @@ impl Settings {
 
         Ok(Self {
             listen,
+            header_read_timeout,
+            body_read_timeout,
+            max_connections,
             database,
             database_schema,
             database_max_connections,
@@ -1090,6 +1187,9 @@ mod tests {
     fn defaults_match_the_api() {
         let s = Settings::resolve(SettingsArgs::default()).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:7480");
+        assert_eq!(s.header_read_timeout, Duration::seconds(10));
+        assert_eq!(s.body_read_timeout, Duration::seconds(10));
+        assert_eq!(s.max_connections, 10_000);
         assert_eq!(
             s.database,
             DatabaseUrl::Sqlite("sqlite://tessera.db".into())

@@ -35,6 +35,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Server {
     bin: PathBuf,
     args: Vec<String>,
+    open_files: Option<u64>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -55,6 +56,9 @@ pub struct Options {
     /// No `--database` at all: the server's own default (`./tessera.db` in
     /// its working directory, the temporary directory).
     pub embedded_default: bool,
+    /// Start the server under `ulimit -n N` (soft and hard limit on open
+    /// files), as an operator's shell or service manager might.
+    pub open_files: Option<u64>,
 }
 
 impl Server {
@@ -86,6 +90,7 @@ impl Server {
         let mut server = Self {
             bin: bin.as_ref().to_owned(),
             args,
+            open_files: opts.open_files,
             env: opts.env,
             dir,
             child: None,
@@ -111,7 +116,18 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .expect("opening the server log");
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match self.open_files {
+            None => Command::new(&self.bin),
+            Some(n) => {
+                // The shell sets the limit and becomes tessera (same pid).
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(r#"ulimit -n "$0" && exec "$@""#)
+                    .arg(n.to_string())
+                    .arg(&self.bin);
+                cmd
+            }
+        };
         cmd.args(&self.args)
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
