@@ -56,7 +56,6 @@ routes! {
     GET "/.well-known/jwks.json" => tokens::jwks;
     GET "/healthz" => ops::healthz;
     GET "/readyz" => ops::readyz;
-    GET "/metrics" => ops::metrics;
     GET "/openapi.json" => ops::openapi;
     GET "/demo" => ops::demo_page;
     GET "/demo/demo.js" => ops::demo_script;
@@ -149,6 +148,25 @@ async fn buffer_body(mut body: Body) -> Result<Vec<u8>, axum::Error> {
         }
     }
     Ok(bytes)
+}
+
+/// The metrics listener's router (`--metrics-listen`): `/metrics` and
+/// nothing else. Its requests are not counted in the request metrics.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .fallback(|| async { ApiError::not_found("No such route.") })
+        .layer(middleware::from_fn(|req: Request, next: Next| async move {
+            let mut res = next.run(req).await;
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            res
+        }))
+        .with_state(app)
 }
 
 async fn remember_route(req: Request, next: Next) -> Response {

@@ -48,6 +48,17 @@ pub struct SettingsArgs {
         value_name = "ADDR"
     )]
     pub listen: Option<String>,
+    /// Address and port of a second listener that serves only the Prometheus
+    /// metrics, at /metrics; port 0 picks a free port and prints it. Metrics
+    /// are neither recorded nor served when unset, and the main listener
+    /// never serves them. [default: unset]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: Option<String>,
     /// Longest a client may take to send a request's headers (and longest a
     /// kept-alive connection may stay idle); then the connection is closed.
     /// [default: 10s]
@@ -254,6 +265,7 @@ impl SettingsArgs {
         let s = self;
         [
             ("listen", s.listen.is_some()),
+            ("metrics_listen", s.metrics_listen.is_some()),
             ("header_read_timeout", s.header_read_timeout.is_some()),
             ("body_read_timeout", s.body_read_timeout.is_some()),
             ("max_connections", s.max_connections.is_some()),
@@ -296,6 +308,7 @@ impl SettingsArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
     listen: Option<String>,
+    metrics_listen: Option<String>,
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
     max_connections: Option<NumberOrText>,
@@ -373,6 +386,8 @@ impl fmt::Debug for Secret {
 pub struct Settings {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Address of the metrics listener; no metrics when unset.
+    pub metrics_listen: Option<SocketAddr>,
     /// Longest wait for a request's headers (and on an idle connection).
     pub header_read_timeout: Duration,
     /// Longest wait for a request's body once its headers are in.
@@ -563,6 +578,8 @@ impl SettingMeta {
 
 const CONFIG: SettingMeta = setting!("config", "config", "TESSERA_CONFIG");
 const LISTEN: SettingMeta = setting!("listen", "listen", "TESSERA_LISTEN");
+const METRICS_LISTEN: SettingMeta =
+    setting!("metrics_listen", "metrics-listen", "TESSERA_METRICS_LISTEN");
 const HEADER_READ_TIMEOUT: SettingMeta = setting!(
     "header_read_timeout",
     "header-read-timeout",
@@ -626,9 +643,10 @@ const TRUST_FORWARDED_FOR: SettingMeta = setting!(
 );
 
 /// Every setting: its key in the file, its flag and its variable.
-const ALL: [SettingMeta; 26] = [
+const ALL: [SettingMeta; 27] = [
     CONFIG,
     LISTEN,
+    METRICS_LISTEN,
     HEADER_READ_TIMEOUT,
     BODY_READ_TIMEOUT,
     MAX_CONNECTIONS,
@@ -712,6 +730,7 @@ fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 fn file_example(key: &str) -> Option<&'static str> {
     Some(match key {
         "listen" => "listen = \"127.0.0.1:7480\"",
+        "metrics_listen" => "metrics_listen = \"127.0.0.1:9480\"",
         "header_read_timeout" => "header_read_timeout = \"10s\"",
         "body_read_timeout" => "body_read_timeout = \"10s\"",
         "max_connections" => "max_connections = 10000",
@@ -862,6 +881,10 @@ impl Settings {
         };
         [
             format!("listen = {:?}", self.listen.to_string()),
+            match &self.metrics_listen {
+                Some(addr) => format!("metrics_listen = {:?}", addr.to_string()),
+                None => "# metrics_listen: unset (no metrics)".to_owned(),
+            },
             format!(
                 "header_read_timeout = {:?}",
                 format_duration(self.header_read_timeout)
@@ -983,6 +1006,20 @@ impl Settings {
             ))
         })?;
 
+        let metrics_listen = match args.metrics_listen.or(f.metrics_listen) {
+            None => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                METRICS_LISTEN.err(format!("{raw:?} is not an address like 127.0.0.1:9480"))
+            })?),
+        };
+        if let Some(m) = metrics_listen
+            && m == listen
+            && m.port() != 0
+        {
+            return Err(METRICS_LISTEN.err(format!(
+                "{m} is the --listen address; give the metrics an address of their own"
+            )));
+        }
         let header_read_timeout = HEADER_READ_TIMEOUT.lifetime(
             args.header_read_timeout.or(f.header_read_timeout),
             Duration::seconds(10),
@@ -1092,6 +1129,7 @@ impl Settings {
 
         Ok(Self {
             listen,
+            metrics_listen,
             header_read_timeout,
             body_read_timeout,
             max_connections,
@@ -1187,6 +1225,7 @@ mod tests {
     fn defaults_match_the_api() {
         let s = Settings::resolve(SettingsArgs::default()).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:7480");
+        assert_eq!(s.metrics_listen, None);
         assert_eq!(s.header_read_timeout, Duration::seconds(10));
         assert_eq!(s.body_read_timeout, Duration::seconds(10));
         assert_eq!(s.max_connections, 10_000);
@@ -1259,6 +1298,19 @@ mod tests {
             Settings::resolve(args).unwrap().database_max_connections,
             25
         );
+    }
+
+    #[test]
+    fn metrics_listen_comes_from_the_file_and_is_not_the_api_address() {
+        let (_dir, args) = file_with("metrics_listen = \"127.0.0.1:9480\"\n");
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9480".parse().unwrap()));
+        assert!(s.summary().contains("metrics_listen = \"127.0.0.1:9480\""));
+        let (_dir, mut args) = file_with("metrics_listen = \"127.0.0.1:7480\"\n");
+        args.listen = Some("127.0.0.1:7480".into());
+        assert_eq!(Settings::resolve(args).unwrap_err().name, "metrics_listen");
+        let (_dir, args) = file_with("metrics_listen = \"localhost\"\n");
+        assert_eq!(Settings::resolve(args).unwrap_err().name, "metrics_listen");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub struct Server {
     dir: tempfile::TempDir,
     child: Option<Child>,
     base: String,
+    metrics_base: Option<String>,
     client: Client,
 }
 
@@ -95,6 +96,7 @@ impl Server {
             dir,
             child: None,
             base: String::new(),
+            metrics_base: None,
             client: {
                 // reqwest is built with rustls and no default provider (the
                 // server installs aws-lc-rs in main); tests do the same.
@@ -156,6 +158,22 @@ impl Server {
             .strip_prefix("tessera listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
         self.base = base.to_owned();
+        // With --metrics-listen, the server prints the metrics address next.
+        let metrics = self.args.iter().any(|a| a == "--metrics-listen")
+            || self.env.iter().any(|(k, _)| k == "TESSERA_METRICS_LISTEN");
+        self.metrics_base = if metrics {
+            let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+                .await
+                .expect("tessera did not print its metrics line in time")
+                .expect("reading tessera's stdout")
+                .expect("tessera closed stdout before its metrics line");
+            let base = line
+                .strip_prefix("tessera metrics on ")
+                .unwrap_or_else(|| panic!("unexpected second line: {line:?}"));
+            Some(base.to_owned())
+        } else {
+            None
+        };
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
@@ -169,6 +187,16 @@ impl Server {
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The full URL of `path` on the metrics listener: the server must have
+    /// been started with `--metrics-listen` (or `TESSERA_METRICS_LISTEN`).
+    pub fn metrics_url(&self, path: &str) -> String {
+        let base = self
+            .metrics_base
+            .as_deref()
+            .expect("the server was started without --metrics-listen");
+        format!("{base}{path}")
     }
 
     /// The HTTP client (no cookie store, no redirects).
