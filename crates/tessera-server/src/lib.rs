@@ -17,6 +17,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod keys;
+pub mod listener;
 pub mod origin;
 pub mod passwords;
 pub mod router;

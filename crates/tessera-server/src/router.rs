@@ -1,10 +1,11 @@
 //! The router of `docs/api.md` and the middleware every route shares.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -15,6 +16,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{MAX_BODY_BYTES, payload_too_large};
 use crate::handlers::{admin, me, ops, sessions, tokens, users};
+use crate::listener::ConnHandle;
 use crate::telemetry::REQUEST_DURATION;
 
 /// The route template a request matched, passed from the inner middleware to
@@ -57,7 +59,6 @@ routes! {
     POST "/v1/admin/users/{username}/logout" => admin::logout;
     GET "/healthz" => ops::healthz;
     GET "/readyz" => ops::readyz;
-    GET "/metrics" => ops::metrics;
     GET "/openapi.json" => ops::openapi;
     GET "/demo" => ops::demo_page;
     GET "/demo/demo.js" => ops::demo_script;
@@ -65,6 +66,7 @@ routes! {
 
 /// Builds the whole application. Tests and `main` both call this.
 pub fn router(app: AppState) -> Router {
+    let body_read_timeout = app.settings.body_read_timeout.unsigned_abs();
     api_routes()
         .route_layer(middleware::from_fn(remember_route))
         .fallback(|| async { ApiError::not_found("No such route.") })
@@ -78,6 +80,9 @@ pub fn router(app: AppState) -> Router {
         .layer(middleware::from_fn_with_state(app.clone(), crate::origin::guard))
         // Inside `common`, so that a panic's 500 gets the common headers and metrics.
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        // Inside `common` too: a 408 gets the common headers and metrics, and
+        // a Content-Length over the limit is refused before any is read.
+        .layer(middleware::from_fn_with_state(body_read_timeout, read_body))
         .layer(middleware::from_fn_with_state(app.clone(), common))
         // Every body-reading extractor stops at 64 KiB, whatever it is.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -89,6 +94,82 @@ pub fn router(app: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
+        .with_state(app)
+}
+
+/// Reads the whole body before routing, within `--body-read-timeout` in all
+/// (a deadline, not a pause between bytes: a client trickling one byte at a
+/// time gets no more), then hands it on in memory. Answers
+/// `408 request_timeout` and closes the connection when the body is late.
+/// Reading stops past 64 KiB: the body extractors answer `413` for that.
+async fn read_body(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let conn = req.extensions().get::<ConnHandle>().cloned();
+    let (parts, body) = req.into_parts();
+    // While the body is late, the connection is the client's to blame: the
+    // connection cap may close it to make room for another.
+    if let Some(conn) = &conn {
+        conn.client_turn();
+    }
+    let read = tokio::time::timeout(limit, buffer_body(body)).await;
+    if let Some(conn) = &conn {
+        conn.server_turn();
+    }
+    match read {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request body could not be read.",
+        )
+        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "The request body did not arrive in time.",
+        )
+        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+        .into_response(),
+    }
+}
+
+/// The body's bytes, up to one past the limit.
+async fn buffer_body(mut body: Body) -> Result<Vec<u8>, axum::Error> {
+    use http_body_util::BodyExt as _;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            bytes.extend_from_slice(&data);
+            if bytes.len() > MAX_BODY_BYTES {
+                break;
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+/// The metrics listener's router (`--metrics-listen`): `/metrics` and
+/// nothing else. Its requests are not counted in the request metrics.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(ops::metrics))
+        .fallback(|| async { ApiError::not_found("No such route.") })
+        .layer(middleware::from_fn(|req: Request, next: Next| async move {
+            let mut res = next.run(req).await;
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            res
+        }))
         .with_state(app)
 }
 

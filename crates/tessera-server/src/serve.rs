@@ -8,13 +8,15 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::app::{App, AppState, Stores};
 use crate::settings::{SettingError, Settings};
 use crate::telemetry;
 
-/// Why the port could not be bound, and what to do.
-fn listen_error(listen: SocketAddr, e: &std::io::Error) -> SettingError {
+/// Why the port could not be bound, and what to do; `metrics` for the
+/// metrics listener.
+fn listen_error(listen: SocketAddr, e: &std::io::Error, metrics: bool) -> SettingError {
     let problem = match e.kind() {
         std::io::ErrorKind::AddrInUse => format!(
             "cannot listen on {listen}: the port is in use (another tessera?); stop that \
@@ -30,22 +32,47 @@ fn listen_error(listen: SocketAddr, e: &std::io::Error) -> SettingError {
         ),
         _ => format!("cannot listen on {listen}: {e}"),
     };
-    SettingError {
-        name: "listen",
-        flag: "listen",
-        env: "TESSERA_LISTEN",
-        problem,
+    if metrics {
+        SettingError {
+            name: "metrics_listen",
+            flag: "metrics-listen",
+            env: "TESSERA_METRICS_LISTEN",
+            problem,
+        }
+    } else {
+        SettingError {
+            name: "listen",
+            flag: "listen",
+            env: "TESSERA_LISTEN",
+            problem,
+        }
     }
 }
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     settings.check_serve()?;
+    // Before binding, so that every descriptor the process opens counts
+    // against the raised limit.
+    let open_files = crate::listener::raise_open_file_limit();
     let listen = settings.listen;
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| listen_error(listen, &e))?;
+        .map_err(|e| listen_error(listen, &e, false))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let metrics_listener = match settings.metrics_listen {
+        Some(listen) => Some(
+            TcpListener::bind(listen)
+                .await
+                .map_err(|e| listen_error(listen, &e, true))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .context("reading the bound metrics address")?;
     if settings.insecure_dev_cookies {
         tracing::warn!(
             "--insecure-dev-cookies: cookies without Secure, for plain HTTP on this machine only; \
@@ -60,30 +87,67 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let stores = Stores::open(&settings).await?;
-    let metrics = telemetry::install_metrics();
+    // Recorded only when they are served.
+    let metrics = metrics_listener
+        .as_ref()
+        .and_then(|_| telemetry::install_metrics());
     let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())
         .await
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;
+    let limits = crate::listener::Limits {
+        header_read_timeout: settings.header_read_timeout.unsigned_abs(),
+        max_connections: crate::listener::connection_cap(
+            settings.max_connections,
+            open_files,
+            settings.database_max_connections,
+        ),
+    };
     let app = App::new(settings, stores, keys, metrics)?;
 
     let maintenance = tokio::spawn(maintain(app.clone()));
     let key_reload = tokio::spawn(reload_keys(app.clone()));
     let router = crate::router::router(app.clone());
+    let metrics_router = crate::router::metrics_router(app.clone());
 
-    // The one line tests and scripts wait for, on standard output.
+    // The line tests and scripts wait for, on standard output, and then
+    // the metrics address, if metrics are served.
     let mut out = std::io::stdout().lock();
     writeln!(out, "tessera listening on http://{addr}").context("writing to stdout")?;
+    if let Some(metrics_addr) = metrics_addr {
+        writeln!(out, "tessera metrics on http://{metrics_addr}").context("writing to stdout")?;
+    }
     out.flush().context("writing to stdout")?;
     drop(out);
-    tracing::info!(%addr, "serving");
+    tracing::info!(%addr, max_connections = limits.max_connections, "serving");
+    if let Some(metrics_addr) = metrics_addr {
+        tracing::info!(addr = %metrics_addr, "serving metrics at /metrics");
+    }
 
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving HTTP")?;
+    let (stop, stopping) = watch::channel(());
+    let signals = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(());
+    });
+    let metrics_limits = crate::listener::Limits {
+        max_connections: crate::listener::METRICS_MAX_CONNECTIONS,
+        ..limits
+    };
+    let serve_metrics = async {
+        if let Some(metrics_listener) = metrics_listener {
+            crate::listener::serve(
+                metrics_listener,
+                metrics_router,
+                metrics_limits,
+                stopping.clone(),
+            )
+            .await;
+        }
+    };
+    tokio::join!(
+        crate::listener::serve(listener, router, limits, stopping.clone()),
+        serve_metrics
+    );
+    signals.abort();
 
     maintenance.abort();
     key_reload.abort();

@@ -48,6 +48,47 @@ pub struct SettingsArgs {
         value_name = "ADDR"
     )]
     pub listen: Option<String>,
+    /// Address and port of a second listener that serves only the Prometheus
+    /// metrics, at /metrics; port 0 picks a free port and prints it. Metrics
+    /// are neither recorded nor served when unset, and the main listener
+    /// never serves them. [default: unset]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_METRICS_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub metrics_listen: Option<String>,
+    /// Longest a client may take to send a request's headers (and longest a
+    /// kept-alive connection may stay idle); then the connection is closed.
+    /// [default: 10s]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_HEADER_READ_TIMEOUT",
+        value_name = "DUR"
+    )]
+    pub header_read_timeout: Option<String>,
+    /// Longest a client may take to send a request's body, once its headers
+    /// are in; then it gets 408 request_timeout and the connection is closed.
+    /// [default: 10s]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_BODY_READ_TIMEOUT",
+        value_name = "DUR"
+    )]
+    pub body_read_timeout: Option<String>,
+    /// Most client connections open at once (fewer if the open-file limit
+    /// does not allow that many). A new connection beyond it closes the one
+    /// that has waited longest for its client. [default: 10000]
+    #[arg(
+        long,
+        help_heading = "Server",
+        env = "TESSERA_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub max_connections: Option<String>,
     /// Cookies without Secure and without the __Host-/__Secure- prefixes, for
     /// plain-HTTP development on this machine only: refused with a --listen
     /// address other machines can reach.
@@ -240,6 +281,10 @@ impl SettingsArgs {
         let s = self;
         [
             ("listen", s.listen.is_some()),
+            ("metrics_listen", s.metrics_listen.is_some()),
+            ("header_read_timeout", s.header_read_timeout.is_some()),
+            ("body_read_timeout", s.body_read_timeout.is_some()),
+            ("max_connections", s.max_connections.is_some()),
             ("database", s.database.is_some()),
             ("database_schema", s.database_schema.is_some()),
             (
@@ -281,6 +326,10 @@ impl SettingsArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
     listen: Option<String>,
+    metrics_listen: Option<String>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    max_connections: Option<NumberOrText>,
     database: Option<String>,
     database_schema: Option<String>,
     database_max_connections: Option<NumberOrText>,
@@ -357,6 +406,14 @@ impl fmt::Debug for Secret {
 pub struct Settings {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Address of the metrics listener; no metrics when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Longest wait for a request's headers (and on an idle connection).
+    pub header_read_timeout: Duration,
+    /// Longest wait for a request's body once its headers are in.
+    pub body_read_timeout: Duration,
+    /// Most client connections open at once, before the open-file limit.
+    pub max_connections: usize,
     /// The main database.
     pub database: DatabaseUrl,
     /// PostgreSQL schema.
@@ -575,6 +632,23 @@ impl SettingMeta {
 
 const CONFIG: SettingMeta = setting!("config", "config", "TESSERA_CONFIG");
 const LISTEN: SettingMeta = setting!("listen", "listen", "TESSERA_LISTEN");
+const METRICS_LISTEN: SettingMeta =
+    setting!("metrics_listen", "metrics-listen", "TESSERA_METRICS_LISTEN");
+const HEADER_READ_TIMEOUT: SettingMeta = setting!(
+    "header_read_timeout",
+    "header-read-timeout",
+    "TESSERA_HEADER_READ_TIMEOUT"
+);
+const BODY_READ_TIMEOUT: SettingMeta = setting!(
+    "body_read_timeout",
+    "body-read-timeout",
+    "TESSERA_BODY_READ_TIMEOUT"
+);
+const MAX_CONNECTIONS: SettingMeta = setting!(
+    "max_connections",
+    "max-connections",
+    "TESSERA_MAX_CONNECTIONS"
+);
 const DATABASE: SettingMeta = setting!("database", "database", "TESSERA_DATABASE_URL");
 const REDIS: SettingMeta = setting!("redis", "redis", "TESSERA_REDIS_URL");
 const DATABASE_SCHEMA: SettingMeta = setting!(
@@ -629,9 +703,13 @@ const TRUSTED_ORIGINS: SettingMeta = setting!(
 const DISABLE_HSTS: SettingMeta = setting!("disable_hsts", "disable-hsts", "TESSERA_DISABLE_HSTS");
 
 /// Every setting: its key in the file, its flag and its variable.
-const ALL: [SettingMeta; 25] = [
+const ALL: [SettingMeta; 29] = [
     CONFIG,
     LISTEN,
+    METRICS_LISTEN,
+    HEADER_READ_TIMEOUT,
+    BODY_READ_TIMEOUT,
+    MAX_CONNECTIONS,
     DATABASE,
     DATABASE_SCHEMA,
     DATABASE_MAX_CONNECTIONS,
@@ -714,6 +792,10 @@ fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<
 fn file_example(key: &str) -> Option<&'static str> {
     Some(match key {
         "listen" => "listen = \"127.0.0.1:7480\"",
+        "metrics_listen" => "metrics_listen = \"127.0.0.1:9480\"",
+        "header_read_timeout" => "header_read_timeout = \"10s\"",
+        "body_read_timeout" => "body_read_timeout = \"10s\"",
+        "max_connections" => "max_connections = 10000",
         "database" => "database = \"sqlite://tessera.db\"",
         "database_schema" => "database_schema = \"tessera\"",
         "database_max_connections" => "database_max_connections = 10",
@@ -869,6 +951,19 @@ impl Settings {
         };
         [
             format!("listen = {:?}", self.listen.to_string()),
+            match &self.metrics_listen {
+                Some(addr) => format!("metrics_listen = {:?}", addr.to_string()),
+                None => "# metrics_listen: unset (no metrics)".to_owned(),
+            },
+            format!(
+                "header_read_timeout = {:?}",
+                format_duration(self.header_read_timeout)
+            ),
+            format!(
+                "body_read_timeout = {:?}",
+                format_duration(self.body_read_timeout)
+            ),
+            format!("max_connections = {}", self.max_connections),
             format!("database = {:?}", redact_url(database)),
             match &self.database_schema {
                 Some(schema) => format!("database_schema = {schema:?}"),
@@ -983,6 +1078,42 @@ impl Settings {
             ))
         })?;
 
+        let metrics_listen = match args.metrics_listen.or(f.metrics_listen) {
+            None => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                METRICS_LISTEN.err(format!("{raw:?} is not an address like 127.0.0.1:9480"))
+            })?),
+        };
+        if let Some(m) = metrics_listen
+            && m == listen
+            && m.port() != 0
+        {
+            return Err(METRICS_LISTEN.err(format!(
+                "{m} is the --listen address; give the metrics an address of their own"
+            )));
+        }
+        let header_read_timeout = HEADER_READ_TIMEOUT.lifetime(
+            args.header_read_timeout.or(f.header_read_timeout),
+            Duration::seconds(10),
+        )?;
+        let body_read_timeout = BODY_READ_TIMEOUT.lifetime(
+            args.body_read_timeout.or(f.body_read_timeout),
+            Duration::seconds(10),
+        )?;
+        let max_connections = match args
+            .max_connections
+            .or(f.max_connections.map(NumberOrText::into_text))
+        {
+            None => 10_000,
+            Some(n) => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| {
+                    MAX_CONNECTIONS.err(format!("{n:?} is not a number from 1 to 1000000"))
+                })?,
+        };
+
         let database = parse_database(args.database.or(f.database))?;
         let redis = args.redis.or(f.redis);
         if let Some(url) = redis
@@ -1070,6 +1201,10 @@ impl Settings {
 
         Ok(Self {
             listen,
+            metrics_listen,
+            header_read_timeout,
+            body_read_timeout,
+            max_connections,
             database,
             database_schema,
             database_max_connections,
@@ -1168,6 +1303,10 @@ mod tests {
     fn defaults_match_the_api() {
         let s = Settings::resolve(SettingsArgs::default()).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:7480");
+        assert_eq!(s.metrics_listen, None);
+        assert_eq!(s.header_read_timeout, Duration::seconds(10));
+        assert_eq!(s.body_read_timeout, Duration::seconds(10));
+        assert_eq!(s.max_connections, 10_000);
         assert_eq!(
             s.database,
             DatabaseUrl::Sqlite("sqlite://tessera.db".into())
@@ -1237,6 +1376,19 @@ mod tests {
             Settings::resolve(args).unwrap().database_max_connections,
             25
         );
+    }
+
+    #[test]
+    fn metrics_listen_comes_from_the_file_and_is_not_the_api_address() {
+        let (_dir, args) = file_with("metrics_listen = \"127.0.0.1:9480\"\n");
+        let s = Settings::resolve(args).unwrap();
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9480".parse().unwrap()));
+        assert!(s.summary().contains("metrics_listen = \"127.0.0.1:9480\""));
+        let (_dir, mut args) = file_with("metrics_listen = \"127.0.0.1:7480\"\n");
+        args.listen = Some("127.0.0.1:7480".into());
+        assert_eq!(Settings::resolve(args).unwrap_err().name, "metrics_listen");
+        let (_dir, args) = file_with("metrics_listen = \"localhost\"\n");
+        assert_eq!(Settings::resolve(args).unwrap_err().name, "metrics_listen");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Logs go to standard error through `tracing`; a request is logged with its
 //! method, path, status and latency — never headers, bodies or query strings,
 //! so no cookie, token or password can reach a log. Metrics are recorded with
-//! the `metrics` facade and rendered by the Prometheus exporter at `/metrics`.
+//! the `metrics` facade and rendered by the Prometheus exporter at `/metrics`
+//! on the metrics listener (`--metrics-listen`), when there is one.
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -35,10 +35,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Server {
     bin: PathBuf,
     args: Vec<String>,
+    open_files: Option<u64>,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
     base: String,
+    metrics_base: Option<String>,
     client: Client,
 }
 
@@ -55,6 +57,9 @@ pub struct Options {
     /// No `--database` at all: the server's own default (`./tessera.db` in
     /// its working directory, the temporary directory).
     pub embedded_default: bool,
+    /// Start the server under `ulimit -n N` (soft and hard limit on open
+    /// files), as an operator's shell or service manager might.
+    pub open_files: Option<u64>,
 }
 
 impl Server {
@@ -86,10 +91,12 @@ impl Server {
         let mut server = Self {
             bin: bin.as_ref().to_owned(),
             args,
+            open_files: opts.open_files,
             env: opts.env,
             dir,
             child: None,
             base: String::new(),
+            metrics_base: None,
             client: {
                 // reqwest is built with rustls and no default provider (the
                 // server installs aws-lc-rs in main); tests do the same.
@@ -111,7 +118,18 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .expect("opening the server log");
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match self.open_files {
+            None => Command::new(&self.bin),
+            Some(n) => {
+                // The shell sets the limit and becomes tessera (same pid).
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(r#"ulimit -n "$0" && exec "$@""#)
+                    .arg(n.to_string())
+                    .arg(&self.bin);
+                cmd
+            }
+        };
         cmd.args(&self.args)
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
@@ -140,6 +158,22 @@ impl Server {
             .strip_prefix("tessera listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
         self.base = base.to_owned();
+        // With --metrics-listen, the server prints the metrics address next.
+        let metrics = self.args.iter().any(|a| a == "--metrics-listen")
+            || self.env.iter().any(|(k, _)| k == "TESSERA_METRICS_LISTEN");
+        self.metrics_base = if metrics {
+            let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+                .await
+                .expect("tessera did not print its metrics line in time")
+                .expect("reading tessera's stdout")
+                .expect("tessera closed stdout before its metrics line");
+            let base = line
+                .strip_prefix("tessera metrics on ")
+                .unwrap_or_else(|| panic!("unexpected second line: {line:?}"));
+            Some(base.to_owned())
+        } else {
+            None
+        };
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
@@ -153,6 +187,16 @@ impl Server {
     /// The full URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The full URL of `path` on the metrics listener: the server must have
+    /// been started with `--metrics-listen` (or `TESSERA_METRICS_LISTEN`).
+    pub fn metrics_url(&self, path: &str) -> String {
+        let base = self
+            .metrics_base
+            .as_deref()
+            .expect("the server was started without --metrics-listen");
+        format!("{base}{path}")
     }
 
     /// The HTTP client (no cookie store, no redirects).

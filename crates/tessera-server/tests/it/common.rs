@@ -94,7 +94,7 @@ async fn an_oversized_body_is_refused_on_any_route() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
-    let server = start().await;
+    let server = start_with_args(&["--metrics-listen", "127.0.0.1:0"]).await;
     let (status, body) = call(&server, Method::GET, "/healthz", HeaderMap::new(), None).await;
     assert_eq!((status, body), (200, json!({ "status": "ok" })));
     let (status, body) = call(&server, Method::GET, "/readyz", HeaderMap::new(), None).await;
@@ -116,7 +116,23 @@ async fn health_readiness_and_metrics() {
         200
     );
 
-    let res = server.get("/metrics", HeaderMap::new()).await;
+    // The metrics have their own listener: the API's answers 404…
+    let got = call(&server, Method::GET, "/metrics", HeaderMap::new(), None).await;
+    assert_error(&got, 404, "not_found");
+    // …and the metrics listener serves nothing of the API.
+    let res = server
+        .client()
+        .get(server.metrics_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = server
+        .client()
+        .get(server.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(
         res.headers()["content-type"]
@@ -136,6 +152,38 @@ async fn health_readiness_and_metrics() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     assert!(!text.contains(&login.secret));
+}
+
+#[tokio::test]
+async fn metrics_are_off_by_default_and_never_on_the_api_listener() {
+    let server = start().await;
+    let got = call(&server, Method::GET, "/metrics", HeaderMap::new(), None).await;
+    assert_error(&got, 404, "not_found");
+    // The variable turns them on as the flag does: the address is printed,
+    // and the API listener still has no metrics.
+    let server = Server::start_with(
+        BIN,
+        Options {
+            env: vec![("TESSERA_METRICS_LISTEN".into(), "127.0.0.1:0".into())],
+            ..Options::default()
+        },
+    )
+    .await;
+    let got = call(&server, Method::GET, "/metrics", HeaderMap::new(), None).await;
+    assert_error(&got, 404, "not_found");
+    let text = server
+        .client()
+        .get(server.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("# TYPE tessera_http_requests_total counter"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -166,7 +214,6 @@ async fn the_openapi_document_matches_the_router() {
         ("get", "/v1/auth/verify"),
         ("get", "/healthz"),
         ("get", "/readyz"),
-        ("get", "/metrics"),
         ("get", "/openapi.json"),
     ] {
         assert!(

@@ -14,6 +14,7 @@ mod interop;
 mod scale;
 mod sessions;
 mod setup_errors;
+mod slow_clients;
 mod stray_state;
 mod support;
 mod tokens;
