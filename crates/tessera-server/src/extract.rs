@@ -185,10 +185,37 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
-/// A request that presents the admin key (`Authorization: Bearer KEY`),
-/// compared in constant time. Without an admin key configured the admin
-/// routes do not exist (`404`); a missing or wrong key is `401`.
+/// A request that presents the admin key, compared in constant time: as
+/// `Authorization: Bearer KEY`, or as HTTP Basic client authentication with
+/// the key as the password (`Basic base64(client_id:KEY)`, any client id),
+/// which is how RFC 7662 introspection clients authenticate. Without an admin
+/// key configured the admin routes do not exist (`404`); a missing or wrong
+/// key is `401`.
 pub struct Admin;
+
+/// The admin key a request presents, if any: a bearer token, or the password
+/// of HTTP Basic credentials.
+fn presented_admin_key(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let (scheme, value) = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .split_once(' ')?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(value.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (_client_id, secret) = decoded.split_once(':')?;
+    Some(secret.to_owned())
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -199,14 +226,7 @@ impl FromRequestParts<AppState> for Admin {
                 "Admin routes are off: no admin key is configured.",
             ));
         };
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, key)| key.trim())
-            .unwrap_or("");
+        let presented = presented_admin_key(&parts.headers).unwrap_or_default();
         if bool::from(presented.as_bytes().ct_eq(admin.expose().as_bytes())) {
             Ok(Self)
         } else {

@@ -130,10 +130,38 @@ pub async fn refresh(
     Ok(token_response(&app, grant, delivery))
 }
 
-/// Body of `/v1/tokens/revoke` and `/v1/tokens/introspect`.
+/// Body of `/v1/tokens/revoke` (RFC 7009) and `/v1/tokens/introspect`
+/// (RFC 7662), as JSON or as the form encoding standard OAuth clients send.
+///
+/// `token_type_hint` (`access_token`, `refresh_token`) is accepted and, as
+/// RFC 7009 allows, not needed: tessera's two kinds of token are told apart
+/// by their form, so the search always finds the token whatever the hint
+/// says, and an unknown hint changes nothing.
 #[derive(Deserialize)]
 pub struct TokenBody {
     token: String,
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The token body, JSON or form-encoded (`token=…&token_type_hint=…`).
+fn token_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<TokenBody> {
+    if !is_form(headers) {
+        return parse_json_body(headers, body);
+    }
+    serde_urlencoded::from_bytes::<TokenBody>(body).map_err(|_| {
+        ApiError::invalid_request("The form needs a token field (token=…), once, in UTF-8.")
+    })
 }
 
 /// `POST /v1/tokens/revoke` (RFC 7009): ends the session of a refresh or
@@ -172,7 +200,7 @@ pub async fn revoke(
         }
         return Ok(res);
     }
-    let token = parse_json_body::<TokenBody>(&headers, &body)?.token;
+    let token = token_body(&headers, &body)?.token;
     app.tokens.revoke(&token, &client, now).await?;
     Ok(Json(json!({})).into_response())
 }
@@ -184,7 +212,7 @@ pub async fn introspect(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
-    let body: TokenBody = parse_json_body(&headers, &body)?;
+    let body = token_body(&headers, &body)?;
     let now = now();
     let inactive = || Ok(Json(json!({ "active": false })).into_response());
     if let Some(refresh) = RefreshToken::parse(&body.token) {
