@@ -173,6 +173,38 @@ fn postgres_error(e: PostgresOpenError, shown: &str) -> StoreSetupError {
 }
 
 impl Stores {
+    /// The same stores, each call timed into
+    /// `tessera_store_operation_duration_seconds` under its backend's name
+    /// (`sqlite`, `postgres`, `redis`). The server's stores are; a command's
+    /// are not.
+    pub fn timed(self, settings: &Settings) -> Self {
+        use crate::store_metrics as m;
+        let database = match settings.database {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        };
+        let ephemeral = if settings.redis.is_some() {
+            "redis"
+        } else {
+            database
+        };
+        Self {
+            users: m::users(self.users, database),
+            sessions: m::sessions(self.sessions, ephemeral),
+            throttle: m::throttle(self.throttle, ephemeral),
+            refresh: m::refresh(self.refresh, ephemeral),
+            keys: m::keys(self.keys, database),
+            health: self
+                .health
+                .into_iter()
+                .map(|(name, store)| {
+                    let backend = if name == "redis" { "redis" } else { database };
+                    (name, m::ping(store, backend))
+                })
+                .collect(),
+        }
+    }
+
     /// Opens the backends the settings name, creating and migrating the
     /// database if needed (what `serve` does). This is the only place that
     /// knows which concrete stores exist: the database (SQLite or

@@ -360,8 +360,19 @@ impl Keys {
             now,
             &self.context,
         )
-        .await?;
+        .await
+        .inspect_err(|_| {
+            metrics::counter!("tessera_key_reloads_total", "outcome" => "failed").increment(1);
+        })?;
         let mut slot = self.ring.write().unwrap_or_else(|p| p.into_inner());
+        // "rotated": the current key is another one than before (a rotation
+        // by `tessera keys rotate` or another instance reached this one).
+        let outcome = if slot.current_kid() == ring.current_kid() {
+            "unchanged"
+        } else {
+            "rotated"
+        };
+        metrics::counter!("tessera_key_reloads_total", "outcome" => outcome).increment(1);
         *slot = Arc::new(ring);
         Ok(())
     }

@@ -23,5 +23,6 @@ pub mod passwords;
 pub mod router;
 pub mod serve;
 pub mod settings;
+pub mod store_metrics;
 pub mod telemetry;
 pub mod token_cache;

@@ -16,6 +16,7 @@
 //! same parameters, so it costs as much as a wrong password (no timing oracle).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,6 +31,9 @@ pub struct Passwords {
     hasher: Hasher,
     /// The hashing threads' queue; they stop when it is dropped.
     jobs: Sender<Job>,
+    /// Hashes waiting for a thread (the `tessera_password_hash_queue_depth`
+    /// gauge).
+    waiting: Arc<AtomicUsize>,
     dummy: String,
 }
 
@@ -66,6 +70,7 @@ impl Passwords {
         Ok(Self {
             hasher,
             jobs,
+            waiting: Arc::default(),
             dummy,
         })
     }
@@ -100,12 +105,19 @@ impl Passwords {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let (answer, answered) = tokio::sync::oneshot::channel();
+        let waiting = self.waiting.clone();
+        queue_depth(waiting.fetch_add(1, Ordering::Relaxed) + 1);
         let job: Job = Box::new(move || {
+            queue_depth(waiting.fetch_sub(1, Ordering::Relaxed).saturating_sub(1));
             let _ = answer.send(f());
         });
         self.jobs.send(job).map_err(|_| unreachable_err())?;
         answered.await.map_err(|_| unreachable_err())
     }
+}
+
+fn queue_depth(n: usize) {
+    metrics::gauge!("tessera_password_hash_queue_depth").set(n as f64);
 }
 
 fn unreachable_err() -> HashError {

@@ -91,6 +91,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let metrics = metrics_listener
         .as_ref()
         .and_then(|_| telemetry::install_metrics());
+    let stores = if metrics.is_some() {
+        stores.timed(&settings)
+    } else {
+        stores
+    };
     let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())
         .await
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;

@@ -26,6 +26,11 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_owned()), BUCKETS)
                 .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::store_metrics::STORE_DURATION.to_owned()),
+                    BUCKETS,
+                )
+                .ok()?
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
@@ -62,6 +67,48 @@ fn describe() {
         "Cookie requests refused for a missing or wrong CSRF token."
     );
     metrics::describe_counter!("tessera_registrations_total", "Accounts created.");
+    metrics::describe_counter!(
+        "tessera_sessions_ended_total",
+        "Sessions and token families ended, by reason (logout, revoked, others_revoked, \
+         password_change, token_revoked, refresh_reused, user_disabled, user_logout, user_deleted)."
+    );
+    metrics::describe_counter!(
+        "tessera_throttled_attempts_total",
+        "Logins and registrations refused with 429, by the limit that stopped them."
+    );
+    metrics::describe_counter!(
+        "tessera_key_rotations_total",
+        "Signing-key rotations made by this process."
+    );
+    metrics::describe_counter!(
+        "tessera_key_reloads_total",
+        "Signing-key reloads, by outcome (unchanged, rotated: a new current key, failed)."
+    );
+    metrics::describe_gauge!(
+        "tessera_password_hash_queue_depth",
+        "Password hashes waiting for a hashing thread."
+    );
+    metrics::describe_histogram!(
+        crate::store_metrics::STORE_DURATION,
+        metrics::Unit::Seconds,
+        "Store call latency by backend (sqlite, postgres, redis) and operation."
+    );
+    metrics::describe_counter!(
+        "tessera_refreshes_total",
+        "Refresh-token exchanges by outcome (rotated, grace, reused, or why refused)."
+    );
+    metrics::describe_counter!(
+        "tessera_token_verifications_total",
+        "Access-token checks by outcome (verified, cached, or the refusal reason)."
+    );
+    metrics::describe_counter!(
+        "tessera_tokens_issued_total",
+        "Access tokens issued, by delivery (body, cookie)."
+    );
+    metrics::describe_counter!(
+        "tessera_cross_site_refusals_total",
+        "Requests refused as cross-site, by what showed it (origin, sec_fetch_site)."
+    );
 }
 
 /// Keeps histogram memory bounded; call periodically.

@@ -147,6 +147,7 @@ impl Accounts {
         wait: time::Duration,
     ) -> Denied {
         let retry_after = retry_after_seconds(wait);
+        metrics::counter!("tessera_throttled_attempts_total", "limit" => limit).increment(1);
         audit!(
             info,
             "login_throttled",

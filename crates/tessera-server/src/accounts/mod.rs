@@ -144,6 +144,21 @@ pub struct Attempt<'a> {
     pub device: Option<String>,
 }
 
+impl Ending {
+    /// The `reason` label of `tessera_sessions_ended_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// Counts `n` sessions (of either kind) ended for `reason`.
+pub(crate) fn sessions_ended(reason: &'static str, n: usize) {
+    metrics::counter!("tessera_sessions_ended_total", "reason" => reason).increment(n as u64);
+}
+
 /// A new cookie session: the secret goes to the browser and nowhere else.
 pub struct SessionLogin {
     /// Who logged in.
@@ -283,6 +298,8 @@ impl Accounts {
             Ok(()) => Ok(()),
             Err(wait) => {
                 let retry_after = retry_after_seconds(wait);
+                metrics::counter!("tessera_throttled_attempts_total", "limit" => "registration")
+                    .increment(1);
                 audit!(
                     info,
                     "registration_throttled",
@@ -347,6 +364,7 @@ impl Accounts {
         if !done {
             return Err(Denied::NotFound("session"));
         }
+        sessions_ended(why.label(), 1);
         match why {
             Ending::Logout => audit!(
                 info,
@@ -379,6 +397,7 @@ impl Accounts {
             .sessions
             .revoke_user_sessions(user_id, Some(keep), now)
             .await?;
+        sessions_ended("others_revoked", revoked.len());
         audit!(
             info,
             "other_sessions_revoked",
@@ -415,6 +434,7 @@ impl Accounts {
             .sessions
             .revoke_user_sessions(&user.id, Some(change.keep_session), now)
             .await?;
+        sessions_ended("password_change", revoked.len());
         audit!(
             info,
             "password_changed",
@@ -453,6 +473,7 @@ impl Accounts {
             .revoke_user_sessions(&user.id, None, now)
             .await?;
         self.stores.users.delete_user(&user.id).await?;
+        sessions_ended("user_deleted", revoked.len());
         audit!(
             info,
             "user_deleted",
@@ -509,6 +530,7 @@ impl Accounts {
             .sessions
             .revoke_user_sessions(&user.id, None, now)
             .await?;
+        sessions_ended("user_disabled", revoked.len());
         audit!(
             info,
             "user_disabled",
@@ -533,6 +555,7 @@ impl Accounts {
             .sessions
             .revoke_user_sessions(&user.id, None, now)
             .await?;
+        sessions_ended("user_logout", revoked.len());
         audit!(
             info,
             "user_logged_out",
@@ -556,6 +579,7 @@ impl Accounts {
             .new_key(now)
             .map_err(|e| Denied::Internal(format!("making a key: {e}")))?;
         self.stores.keys.rotate_key(&key).await?;
+        metrics::counter!("tessera_key_rotations_total").increment(1);
         audit!(
             info,
             "keys_rotated",

@@ -211,6 +211,7 @@ impl Tokens {
                 .revoke_session(&s.user_id, &s.id, now)
                 .await?;
             user_id = s.user_id;
+            super::sessions_ended("refresh_reused", 1);
         }
         audit!(
             warn,
@@ -241,6 +242,7 @@ impl Tokens {
             .revoke_session(&s.user_id, &s.id, now)
             .await?;
         if revoked {
+            super::sessions_ended("token_revoked", 1);
             audit!(
                 info,
                 "token_revoked",

@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod forged;
 mod interop;
+mod metrics;
 mod oauth;
 mod scale;
 mod sessions;
