@@ -8,6 +8,7 @@ mod api_doc;
 mod browser;
 mod cli;
 mod common;
+mod crash;
 mod forged;
 mod interop;
 mod scale;
