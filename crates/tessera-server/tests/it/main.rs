@@ -11,6 +11,7 @@ mod common;
 mod crash;
 mod forged;
 mod interop;
+mod outage;
 mod scale;
 mod sessions;
 mod setup_errors;
