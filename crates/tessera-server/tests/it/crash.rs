@@ -3,7 +3,7 @@
 //! it died holds after a restart on the same database; what it did not
 //! acknowledge may have happened or not, and is not checked.
 //!
-//! Every worker runs the same cycle on a user of its own: register, two
+//! Every worker runs the same cycle on a user of its own: register, three
 //! cookie logins, two token logins, a refresh, a logout, a revocation by id
 //! (`DELETE /v1/sessions/{id}`), a token revocation, a second refresh. Each
 //! request's entity is marked unknown before it is sent and set from the
@@ -137,9 +137,10 @@ async fn cycle(load: &Load, ledger: &mut Ledger) -> Result<(), NoAck> {
     post("/v1/users", creds.clone()).await?;
     ledger.users.push(name.clone());
 
-    // Two cookie sessions: one ends by logout, one by revocation by id.
+    // Three cookie sessions: one ends by logout, one by revocation by id,
+    // one stays.
     let mut cookie_sessions = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let (h, body) = post("/v1/sessions", creds.clone()).await?;
         ledger.cookies.push(CookieSession {
             cookie: cookie_of(&h),
