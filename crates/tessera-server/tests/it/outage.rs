@@ -193,6 +193,7 @@ async fn unavailable(
     let limit = Duration::from_secs(10);
     let started = Instant::now();
     let got = call(server, method, path, h, body).await;
+    eprintln!("{what}: {} after {:?}", got.0, started.elapsed());
     assert_eq!(got.0, 503, "{what} with PostgreSQL down: {}", got.1);
     assert_error(&got, 503, "unavailable");
     assert!(
