@@ -230,9 +230,7 @@ impl Server {
 
     /// Sends `signal` to the server without waiting (see [`Server::wait`]).
     pub fn signal(&self, signal: Signal) {
-        let pid = self.pid().expect("server is running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
-        nix::sys::signal::kill(pid, signal).expect("sending a signal");
+        send_signal(self.pid().expect("server is running"), signal);
     }
 
     /// Waits (at most 30 s) for the server process to exit.
@@ -266,6 +264,20 @@ impl Server {
         self.spawn().await;
     }
 
+    /// Kills the server with SIGKILL (no graceful shutdown, nothing flushed
+    /// by the process itself) and waits for it to be gone.
+    pub async fn kill(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGKILL);
+        self.wait().await
+    }
+
+    /// Starts the server again, on the same directory and flags (a new
+    /// port), after it exited ([`Server::kill`], [`Server::wait`]).
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.spawn().await;
+    }
+
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
         self.request(reqwest::Method::POST, path, HeaderMap::new(), Some(body))
@@ -292,6 +304,13 @@ impl Server {
         }
         req.send().await.expect("sending the request")
     }
+}
+
+/// Sends `signal` to the process `pid` (a child the test started itself:
+/// tests never signal a process found by name).
+pub fn send_signal(pid: u32, signal: Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
+    nix::sys::signal::kill(pid, signal).expect("sending a signal");
 }
 
 /// A header map from `(name, value)` pairs.

@@ -16,7 +16,7 @@ use tessera_store_redis::RedisStore;
 use crate::support::*;
 
 /// A schema and a key prefix of this test's own, dropped at the end.
-struct Shared {
+pub(crate) struct Shared {
     db_url: String,
     redis_url: String,
     schema: String,
@@ -25,7 +25,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(name: &str) -> Option<Self> {
+    pub(crate) fn new(name: &str) -> Option<Self> {
         let [db_url, redis_url] =
             <[String; 2]>::try_from(tessera_store::conformance::backend_urls(
                 &["TESSERA_TEST_DATABASE_URL", "TESSERA_TEST_REDIS_URL"],
@@ -54,7 +54,16 @@ impl Shared {
         })
     }
 
-    fn args(&self) -> Vec<String> {
+    /// PostgreSQL alone: every store in the database, no Redis.
+    pub(crate) fn args_without_redis(&self) -> Vec<String> {
+        let mut args = self.args();
+        let at = args.iter().position(|a| a == "--redis").unwrap();
+        args.drain(at..at + 4);
+        args
+    }
+
+    /// PostgreSQL for users and keys, Redis for the rest.
+    pub(crate) fn args(&self) -> Vec<String> {
         [
             "--database",
             &self.db_url,
@@ -87,7 +96,7 @@ impl Shared {
 
     /// Runs `body`, then drops the schema and the keys whether it passed or
     /// failed, then passes the failure on.
-    async fn run<F, Fut>(self, body: F)
+    pub(crate) async fn run<F, Fut>(self, body: F)
     where
         F: FnOnce(std::sync::Arc<Self>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -321,7 +330,7 @@ impl OwnRedis {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -475,13 +484,10 @@ async fn impossible_input_gets_a_4xx_on_postgres_and_redis() {
     shared
         .run(|shared| async move {
             // PostgreSQL alone (every store in it), then with Redis.
-            let mut args = shared.args();
-            let at = args.iter().position(|a| a == "--redis").unwrap();
-            args.drain(at..at + 2);
             let alone = Server::start_with(
                 BIN,
                 Options {
-                    args,
+                    args: shared.args_without_redis(),
                     ..Options::default()
                 },
             )
