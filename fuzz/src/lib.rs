@@ -5,7 +5,7 @@
 use std::sync::{Arc, LazyLock};
 
 use tessera_core::session::ClientInfo;
-use tessera_server::accounts::{Delivery, Registrar};
+use tessera_server::accounts::{Attempt, Delivery, Registrar};
 use tessera_server::app::{AppState, Stores};
 use tessera_server::keys::Keys;
 use tessera_server::settings::{Settings, SettingsArgs};
@@ -40,7 +40,10 @@ pub static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         .build()
         .expect("a tokio runtime");
     let settings = Settings::resolve(SettingsArgs {
-        master_key: Some("42".repeat(32)),
+        // Varied like a generated key: a predictable one is refused.
+        master_key: Some(
+            "5e1c9a2f7b3d8e4a0c6f1b9d2e7a3c8f4b0d6e1a9c5f2b7d3e8a4c0f6b1d9e2a".to_owned(),
+        ),
         insecure_dev_cookies: Some(true),
         ..SettingsArgs::default()
     })
@@ -61,24 +64,30 @@ pub static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             .expect("keys");
         let app = tessera_server::app::App::new(settings, stores, keys, None).expect("the app");
         let password = "correct horse battery staple";
+        let attempt = || Attempt {
+            username: "fuzz_user",
+            password,
+            client: ClientInfo::default(),
+            device: None,
+        };
         app.accounts
-            .register("fuzz_user", password, Registrar::Public, now)
+            .register(
+                "fuzz_user",
+                password,
+                Registrar::Public,
+                &ClientInfo::default(),
+                now,
+            )
             .await
             .expect("registering");
         let login = app
             .accounts
-            .log_in("fuzz_user", password, ClientInfo::default(), now)
+            .log_in(attempt(), now)
             .await
             .expect("a session login");
         let grant = app
             .tokens
-            .log_in(
-                "fuzz_user",
-                password,
-                ClientInfo::default(),
-                Delivery::Body,
-                now,
-            )
+            .log_in(attempt(), Delivery::Body, now)
             .await
             .expect("a token login");
         (
