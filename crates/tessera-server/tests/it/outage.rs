@@ -206,8 +206,13 @@ async fn unavailable(
 #[tokio::test]
 async fn a_stopped_postgres_gives_503_quickly_and_tessera_recovers_without_restart() {
     let mut pg = OwnPostgres::init_and_start();
-    let server =
-        start_with_args(&["--database", &pg.url(), "--master-key", &"5a".repeat(32)]).await;
+    let server = start_with_args(&[
+        "--database",
+        &pg.url(),
+        "--master-key",
+        "c4e8a0f2b6d1e9a3c7f5b2d8e0a4c6f9b1d3e7a5c2f8b0d6e4a9c1f7b3d5e2a8",
+    ])
+    .await;
     let (name, login) = user_with_session(&server, "pgdown").await;
     let tokens = tokens(&server, &name).await;
     let access = bearer(&tokens["access_token"]);
