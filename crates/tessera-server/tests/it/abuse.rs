@@ -44,7 +44,21 @@ async fn login_from(
 /// `429` before any hashing. (Check-then-count let 904 of 1000 through.)
 #[tokio::test]
 async fn a_flood_from_one_address_gets_at_most_its_limit_of_checks() {
-    let server = start().await;
+    flood_is_counted_first(start().await).await;
+}
+
+/// The same with the counters in Redis.
+#[tokio::test]
+async fn a_flood_gets_at_most_its_limit_of_checks_on_postgres_and_redis() {
+    let Some(shared) = crate::scale::Shared::new("flood_on_postgres_and_redis") else {
+        return;
+    };
+    shared
+        .run(|shared| async move { flood_is_counted_first(start_on(shared.args()).await).await })
+        .await;
+}
+
+async fn flood_is_counted_first(server: Server) {
     let mut tries = tokio::task::JoinSet::new();
     for i in 0..300 {
         let req = server
@@ -67,7 +81,36 @@ async fn a_flood_from_one_address_gets_at_most_its_limit_of_checks() {
 /// the account's gate, whose delay is bounded (60 s at most, docs/api.md).
 #[tokio::test]
 async fn guessers_never_lock_the_owner_out() {
-    let server = start_with_args(&["--trust-forwarded-for"]).await;
+    guessers_cannot_lock_out(start_with_args(&["--trust-forwarded-for"]).await).await;
+}
+
+/// The same on PostgreSQL and Redis, where the counters live in Redis.
+#[tokio::test]
+async fn guessers_never_lock_the_owner_out_on_postgres_and_redis() {
+    let Some(shared) = crate::scale::Shared::new("guessers_on_postgres_and_redis") else {
+        return;
+    };
+    shared
+        .run(|shared| async move {
+            let args = [shared.args(), vec!["--trust-forwarded-for".to_owned()]].concat();
+            guessers_cannot_lock_out(start_on(args).await).await;
+        })
+        .await;
+}
+
+/// A server with exactly `args` (the backends among them).
+async fn start_on(args: Vec<String>) -> Server {
+    Server::start_with(
+        BIN,
+        Options {
+            args,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+async fn guessers_cannot_lock_out(server: Server) {
     let name = unique("Dave");
     register(&server, &name).await;
     let (status, _, device) = login_from(&server, "10.0.0.1", &name, PASSWORD, None).await;
@@ -169,7 +212,28 @@ async fn refresh(server: &Server, token: &Value) -> (u16, Value) {
 /// ends the family.
 #[tokio::test]
 async fn grace_covers_only_the_direct_predecessor() {
-    let server = start_with_args(&["--refresh-grace", "10s"]).await;
+    grace_only_for_the_predecessor(start_with_args(&["--refresh-grace", "10s"]).await).await;
+}
+
+/// The same with the refresh tokens in Redis.
+#[tokio::test]
+async fn grace_covers_only_the_direct_predecessor_on_postgres_and_redis() {
+    let Some(shared) = crate::scale::Shared::new("grace_on_postgres_and_redis") else {
+        return;
+    };
+    shared
+        .run(|shared| async move {
+            let args = [
+                shared.args(),
+                vec!["--refresh-grace".to_owned(), "10s".to_owned()],
+            ]
+            .concat();
+            grace_only_for_the_predecessor(start_on(args).await).await;
+        })
+        .await;
+}
+
+async fn grace_only_for_the_predecessor(server: Server) {
     let name = unique("grace");
     register(&server, &name).await;
     let rt1 = tokens(&server, &name).await["refresh_token"].clone();
@@ -216,6 +280,41 @@ async fn admin(server: &Server, path: &str) -> (u16, Value) {
 #[tokio::test]
 async fn operators_disable_enable_and_log_out_users() {
     let server = start_with_args(&["--admin-key", ADMIN_KEY]).await;
+    let db = vec![
+        "--database".to_owned(),
+        format!("sqlite://{}", server.db_path().display()),
+    ];
+    operators_manage_users(server, db).await;
+}
+
+/// The same on PostgreSQL and Redis: the commands end sessions kept in Redis.
+#[tokio::test]
+async fn operators_disable_enable_and_log_out_users_on_postgres_and_redis() {
+    let Some(shared) = crate::scale::Shared::new("operators_on_postgres_and_redis") else {
+        return;
+    };
+    shared
+        .run(|shared| async move {
+            let args = [
+                shared.args(),
+                vec!["--admin-key".to_owned(), ADMIN_KEY.to_owned()],
+            ]
+            .concat();
+            operators_manage_users(start_on(args).await, shared.args()).await;
+        })
+        .await;
+}
+
+/// `db`: the flags that name the server's stores, for the commands.
+async fn operators_manage_users(server: Server, db: Vec<String>) {
+    let cli = |command: &[&str]| {
+        let args: Vec<&str> = command
+            .iter()
+            .copied()
+            .chain(db.iter().map(String::as_str))
+            .collect();
+        crate::cli::run(&args, &[], None)
+    };
     let (name, session) = user_with_session(&server, "Mallory").await;
     let grant = tokens(&server, &name).await;
     let me = |h: HeaderMap| call(&server, Method::GET, "/v1/me", h, None);
@@ -282,15 +381,12 @@ async fn operators_disable_enable_and_log_out_users() {
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
 
     // The same from the command line, on the running server's database.
-    let db = format!("sqlite://{}", server.db_path().display());
-    let db = db.as_str();
     let live = login(&server, &name).await;
-    let (code, out, err) =
-        crate::cli::run(&["user", "disable", &name, "--database", db], &[], None);
+    let (code, out, err) = cli(&["user", "disable", &name]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("disabled user"), "{out}");
     assert_eq!(me(live.cookie_only()).await.0, 401);
-    let (code, out, _) = crate::cli::run(&["user", "list", "--database", db], &[], None);
+    let (code, out, _) = cli(&["user", "list"]);
     assert_eq!(code, 0);
     assert!(
         out.lines()
@@ -304,10 +400,10 @@ async fn operators_disable_enable_and_log_out_users() {
         )
         .await;
     assert_eq!(refused.status(), 401);
-    let (code, out, err) = crate::cli::run(&["user", "enable", &name, "--database", db], &[], None);
+    let (code, out, err) = cli(&["user", "enable", &name]);
     assert_eq!(code, 0, "{out}{err}");
     let live = login(&server, &name).await;
-    let (code, out, err) = crate::cli::run(&["user", "logout", &name, "--database", db], &[], None);
+    let (code, out, err) = cli(&["user", "logout", &name]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("revoked 1 session"), "{out}");
     assert_eq!(me(live.cookie_only()).await.0, 401);
