@@ -10,6 +10,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use tessera_core::session::ClientInfo;
 use tessera_core::{Password, Username};
 
+pub use crate::accounts::UserChange;
 use crate::accounts::{Accounts, Denied, Registrar};
 use crate::app::{Database, Stores};
 use crate::handlers::{now, rfc3339};
@@ -341,32 +342,15 @@ pub async fn user_delete(name: &str, args: SettingsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// What a user command does to an account it keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserChange {
-    /// `tessera user disable`.
-    Disable,
-    /// `tessera user enable`.
-    Enable,
-    /// `tessera user logout`.
-    Logout,
-}
-
 /// `tessera user disable|enable|logout NAME`:
-/// [`Accounts::disable_user`], [`Accounts::enable_user`] or
-/// [`Accounts::log_out_user`].
+/// [`Accounts::change_user`].
 pub async fn user_change(name: &str, change: UserChange, args: SettingsArgs) -> anyhow::Result<()> {
     let settings = Settings::resolve(args)?;
     let stores = Stores::open_with(&settings, OpenMode::Existing).await?;
     let shown = settings.database_shown();
     let accounts = Accounts::for_settings(stores, &settings, 1)?;
     let by = command_line();
-    let done = match change {
-        UserChange::Disable => accounts.disable_user(name, &by, now()).await,
-        UserChange::Enable => accounts.enable_user(name, &by, now()).await,
-        UserChange::Logout => accounts.log_out_user(name, &by, now()).await,
-    };
-    match done {
+    match accounts.change_user(name, change, &by, now()).await {
         Ok((user, revoked)) => {
             let what = match change {
                 UserChange::Disable => "disabled",

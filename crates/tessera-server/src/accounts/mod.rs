@@ -119,6 +119,18 @@ pub enum Registrar {
     Operator,
 }
 
+/// What an operator does to an account it keeps (`tessera user
+/// disable|enable|logout`, `POST /v1/admin/users/{username}/…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChange {
+    /// Refuse their logins and end their sessions.
+    Disable,
+    /// Let them log in again.
+    Enable,
+    /// End their sessions.
+    Logout,
+}
+
 /// Why a session ends, as the log says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
@@ -467,103 +479,90 @@ impl Accounts {
         now: OffsetDateTime,
     ) -> Outcome<(UserRecord, usize)> {
         let user = self.user_named(username).await?;
-        let revoked = self
-            .stores
-            .sessions
-            .revoke_user_sessions(&user.id, None, now)
+        let ended = self
+            .end_every_session(&user.id, "user_deleted", now)
             .await?;
         self.stores.users.delete_user(&user.id).await?;
-        sessions_ended("user_deleted", revoked.len());
         audit!(
             info,
             "user_deleted",
             by,
             user_id = user.id.as_str(),
-            revoked = revoked.len()
+            revoked = ended
         );
-        Ok((user, revoked.len()))
+        Ok((user, ended))
     }
 
-    /// Disables the user named `username` (any case): every session of
-    /// theirs ends, of either kind, so their cookies, token families and
-    /// access tokens stop at once; until enabled again, a login gets the same
-    /// refusal as a wrong password. The flag is set before the sessions end,
-    /// so a login racing the change is caught by
-    /// [`Accounts::confirm_session`]. Returns the user and how many sessions
-    /// ended.
-    pub async fn disable_user(
+    /// Disables, enables or logs out the user named `username` (any case),
+    /// keeping the account, and returns the user as it is now and how many
+    /// sessions ended.
+    ///
+    /// Disabling ends every session of theirs, of either kind, so their
+    /// cookies, token families and access tokens stop at once; until enabled
+    /// again, a login gets the same refusal as a wrong password. The flag is
+    /// set before the sessions end, so a login racing the change is caught by
+    /// [`Accounts::confirm_session`].
+    pub async fn change_user(
         &self,
         username: &str,
-        by: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Outcome<(UserRecord, usize)> {
-        self.switch(username, true, by, now).await
-    }
-
-    /// Enables the user named `username` (any case) again.
-    pub async fn enable_user(
-        &self,
-        username: &str,
-        by: &ClientInfo,
-        now: OffsetDateTime,
-    ) -> Outcome<(UserRecord, usize)> {
-        self.switch(username, false, by, now).await
-    }
-
-    async fn switch(
-        &self,
-        username: &str,
-        disabled: bool,
+        change: UserChange,
         by: &ClientInfo,
         now: OffsetDateTime,
     ) -> Outcome<(UserRecord, usize)> {
         let mut user = self.user_named(username).await?;
-        let at = disabled.then_some(now);
-        self.stores.users.set_disabled(&user.id, at).await?;
-        user.disabled_at = at;
-        if !disabled {
-            audit!(info, "user_enabled", by, user_id = user.id.as_str());
-            return Ok((user, 0));
-        }
-        let revoked = self
-            .stores
-            .sessions
-            .revoke_user_sessions(&user.id, None, now)
-            .await?;
-        sessions_ended("user_disabled", revoked.len());
-        audit!(
-            info,
-            "user_disabled",
-            by,
-            user_id = user.id.as_str(),
-            revoked = revoked.len()
-        );
-        Ok((user, revoked.len()))
+        let user_id = user.id.clone();
+        let ended = match change {
+            UserChange::Enable => {
+                self.stores.users.set_disabled(&user_id, None).await?;
+                user.disabled_at = None;
+                audit!(info, "user_enabled", by, user_id = user_id.as_str());
+                0
+            }
+            UserChange::Disable => {
+                self.stores.users.set_disabled(&user_id, Some(now)).await?;
+                user.disabled_at = Some(now);
+                let ended = self
+                    .end_every_session(&user_id, "user_disabled", now)
+                    .await?;
+                audit!(
+                    info,
+                    "user_disabled",
+                    by,
+                    user_id = user_id.as_str(),
+                    revoked = ended
+                );
+                ended
+            }
+            UserChange::Logout => {
+                let ended = self.end_every_session(&user_id, "user_logout", now).await?;
+                audit!(
+                    info,
+                    "user_logged_out",
+                    by,
+                    user_id = user_id.as_str(),
+                    revoked = ended
+                );
+                ended
+            }
+        };
+        Ok((user, ended))
     }
 
-    /// Ends every session of the user named `username` (any case), of either
-    /// kind, and keeps the account. Returns the user and how many ended.
-    pub async fn log_out_user(
+    /// Ends every session of `user_id`, of either kind, counting them under
+    /// `reason`; returns how many ended.
+    async fn end_every_session(
         &self,
-        username: &str,
-        by: &ClientInfo,
+        user_id: &str,
+        reason: &'static str,
         now: OffsetDateTime,
-    ) -> Outcome<(UserRecord, usize)> {
-        let user = self.user_named(username).await?;
+    ) -> Outcome<usize> {
         let revoked = self
             .stores
             .sessions
-            .revoke_user_sessions(&user.id, None, now)
+            .revoke_user_sessions(user_id, None, now)
             .await?;
-        sessions_ended("user_logout", revoked.len());
-        audit!(
-            info,
-            "user_logged_out",
-            by,
-            user_id = user.id.as_str(),
-            revoked = revoked.len()
-        );
-        Ok((user, revoked.len()))
+        sessions_ended(reason, revoked.len());
+        Ok(revoked.len())
     }
 
     /// Makes a new key of `keys`' algorithm, sealed under their master key,

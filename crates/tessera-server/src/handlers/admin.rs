@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use tessera_store::UserRecord;
 
 use super::{now, rfc3339};
-use crate::accounts::Outcome;
+use tessera_core::session::ClientInfo;
+
+use crate::accounts::{Outcome, UserChange};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Admin, Client};
@@ -28,22 +30,29 @@ fn changed(done: Outcome<(UserRecord, usize)>) -> ApiResult<Json<Value>> {
     })))
 }
 
-/// The `{username}` of the path; one that does not even decode names nobody.
-fn username(path: Result<Path<String>, PathRejection>) -> ApiResult<String> {
-    path.map(|Path(name)| name)
-        .map_err(|_| ApiError::not_found("There is no such user."))
+/// Applies `change` to the user of the path; a `{username}` that does not
+/// even decode names nobody.
+async fn apply(
+    app: &AppState,
+    client: &ClientInfo,
+    path: Result<Path<String>, PathRejection>,
+    change: UserChange,
+) -> ApiResult<Json<Value>> {
+    let Ok(Path(name)) = path else {
+        return Err(ApiError::not_found("There is no such user."));
+    };
+    changed(app.accounts.change_user(&name, change, client, now()).await)
 }
 
 /// `POST /v1/admin/users/{username}/disable`:
-/// [`Accounts::disable_user`](crate::accounts::Accounts::disable_user).
+/// [`Accounts::change_user`](crate::accounts::Accounts::change_user).
 pub async fn disable(
     State(app): State<AppState>,
     _admin: Admin,
     Client(client): Client,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
-    let name = username(path)?;
-    changed(app.accounts.disable_user(&name, &client, now()).await)
+    apply(&app, &client, path, UserChange::Disable).await
 }
 
 /// `POST /v1/admin/users/{username}/enable`.
@@ -53,18 +62,15 @@ pub async fn enable(
     Client(client): Client,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
-    let name = username(path)?;
-    changed(app.accounts.enable_user(&name, &client, now()).await)
+    apply(&app, &client, path, UserChange::Enable).await
 }
 
-/// `POST /v1/admin/users/{username}/logout`:
-/// [`Accounts::log_out_user`](crate::accounts::Accounts::log_out_user).
+/// `POST /v1/admin/users/{username}/logout`.
 pub async fn logout(
     State(app): State<AppState>,
     _admin: Admin,
     Client(client): Client,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Value>> {
-    let name = username(path)?;
-    changed(app.accounts.log_out_user(&name, &client, now()).await)
+    apply(&app, &client, path, UserChange::Logout).await
 }
