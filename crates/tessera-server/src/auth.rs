@@ -280,7 +280,7 @@ pub async fn check_access_token(
             })?;
             metrics::counter!("tessera_token_verifications_total", "outcome" => "verified")
                 .increment(1);
-            app.verified.insert(token, v.clone(), now.unix_timestamp());
+            app.verified.insert(token, v.clone());
             v
         }
     };
