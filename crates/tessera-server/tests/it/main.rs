@@ -9,6 +9,7 @@ mod api_doc;
 mod browser;
 mod cli;
 mod common;
+mod express;
 mod forged;
 mod interop;
 mod proxies;
