@@ -12,7 +12,10 @@
 //! ```
 //!
 //! Settings (environment): `TESSERA_URL` (default `http://127.0.0.1:7480`),
-//! `TESSERA_ISSUER` (default: the URL), `TESSERA_STRICT=1` (check every
+//! `TESSERA_ISSUER` (default: the URL; it must equal the server's
+//! `--issuer`, whose own default is `http://127.0.0.1:7480` whatever
+//! `--listen` says, so set it when tessera listens elsewhere and has no
+//! `--issuer`; otherwise every token is refused), `TESSERA_STRICT=1` (check every
 //! token with the server, so revocations apply at once),
 //! `TESSERA_DEV_COOKIES=1` (the server runs with `--insecure-dev-cookies`),
 //! `APP_LISTEN` (default `127.0.0.1:3000`).

@@ -206,7 +206,8 @@ impl std::error::Error for BuildError {}
 
 impl Builder {
     /// The `iss` tokens must carry: the server's `--issuer`. Default: the
-    /// base URL.
+    /// base URL. (A server without `--issuer` uses `http://127.0.0.1:7480`
+    /// whatever it listens on: set this when the two differ.)
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
