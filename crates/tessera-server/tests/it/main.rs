@@ -6,6 +6,7 @@
 mod abuse;
 mod accounts;
 mod api_doc;
+mod axum_crate;
 mod browser;
 mod cli;
 mod common;
