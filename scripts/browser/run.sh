@@ -4,7 +4,8 @@
 #   scripts/browser/run.sh BASE_URL
 #
 # Installs nothing: scripts/setup-test-deps installs Debian's chromium (never
-# a browser downloaded by a test tool) and playwright-core. When either is
+# a browser downloaded by a test tool), playwright-core and @axe-core/playwright.
+# When one is
 # missing this fails with exit code 3 and a message naming that script.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,4 +20,5 @@ need() {
 [ -x /usr/bin/chromium ] || need "Debian's chromium (/usr/bin/chromium)"
 command -v node >/dev/null 2>&1 || need "node"
 [ -d "$here/node_modules/playwright-core" ] || need "playwright-core (scripts/browser/node_modules)"
+[ -d "$here/node_modules/@axe-core/playwright" ] || need "@axe-core/playwright (scripts/browser/node_modules)"
 exec node "$here/test.mjs" "$1"

@@ -24,8 +24,15 @@ use crate::error::ApiError;
 /// The forward-auth route, whose method is the proxy's, not the request's.
 pub const FORWARD_AUTH: &str = "/v1/auth/verify";
 
-/// Routes that set a credential cookie or create an account.
-const LOGIN_ROUTES: [&str; 3] = ["/v1/sessions", "/v1/tokens", "/v1/users"];
+/// Routes that set a credential cookie or create an account (the JSON
+/// API's and the account pages' forms).
+const LOGIN_ROUTES: [&str; 5] = [
+    "/v1/sessions",
+    "/v1/tokens",
+    "/v1/users",
+    "/login",
+    "/signup",
+];
 
 fn is_unsafe(method: &Method) -> bool {
     !matches!(
