@@ -204,7 +204,7 @@ pub async fn login_page(Query(q): Query<PageQuery>) -> Response {
     let next = q.next.as_deref().and_then(safe_next).unwrap_or("/account");
     html(
         StatusCode::OK,
-        view::login(next, "", notice(q.notice.as_deref()), None),
+        view::login(next, "", false, notice(q.notice.as_deref()), None),
     )
 }
 
@@ -284,7 +284,13 @@ fn login_failed(form: &LoginForm, next: &str, denied: accounts::Denied) -> Respo
     let e = ApiError::from(denied);
     let mut res = html(
         e.status(),
-        view::login(next, &form.username, None, Some(e.message())),
+        view::login(
+            next,
+            &form.username,
+            form.method == "token",
+            None,
+            Some(e.message()),
+        ),
     );
     if let Some(retry) = e.retry_after() {
         res.headers_mut().insert(header::RETRY_AFTER, retry);
@@ -395,12 +401,17 @@ async fn account_page(
             .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
             .and_then(|b| serde_json::from_slice(&b).ok());
         let c = &app.cookies;
-        let day = time::Duration::days(1);
         (
             header,
             vec![
-                cookie_shape(&c.set_access("x", day), "(the access token)"),
-                cookie_shape(&c.set_refresh("x", day), "(the refresh token)"),
+                cookie_shape(
+                    &c.set_access("x", app.rules.access_ttl),
+                    "(the access token)",
+                ),
+                cookie_shape(
+                    &c.set_refresh("x", app.settings.refresh_ttl),
+                    "(the refresh token)",
+                ),
             ],
         )
     };
@@ -617,7 +628,7 @@ pub async fn tamper(
             Err(AuthFailure::Store(e)) => return store_problem(e.into()),
         };
         Tampered {
-            what: "the last character of your session secret, changed on the server".to_owned(),
+            what: "the last character of your session secret".to_owned(),
             claims: None,
             verdict,
             refused,
@@ -655,7 +666,7 @@ pub async fn tamper(
             Err(AuthFailure::Store(e)) => return store_problem(e.into()),
         };
         Tampered {
-            what: format!("sub changed to \"{sub}\", the original signature kept"),
+            what: format!("sub to \"{sub}\", keeping the original signature"),
             claims: Some(claims),
             verdict,
             refused,

@@ -77,7 +77,13 @@ pub fn signup(next: &str, username: &str, error: Option<&str>) -> Markup {
 }
 
 /// The login page.
-pub fn login(next: &str, username: &str, notice: Option<&str>, error: Option<&str>) -> Markup {
+pub fn login(
+    next: &str,
+    username: &str,
+    token: bool,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Markup {
     layout(
         "Log in",
         false,
@@ -96,14 +102,14 @@ pub fn login(next: &str, username: &str, notice: Option<&str>, error: Option<&st
                     fieldset {
                         legend { "Keep me signed in with" }
                         div.choice {
-                            input #method-session type="radio" name="method" value="session" checked;
+                            input #method-session type="radio" name="method" value="session" checked[!token];
                             label for="method-session" {
                                 "A session cookie"
                                 span.hint { " — the server keeps the state" }
                             }
                         }
                         div.choice {
-                            input #method-token type="radio" name="method" value="token";
+                            input #method-token type="radio" name="method" value="token" checked[token];
                             label for="method-token" {
                                 "A token in a cookie"
                                 span.hint { " — a signed, short-lived JWT, renewed as you go" }
@@ -292,12 +298,17 @@ pub fn account(data: &AccountData<'_>, now: OffsetDateTime) -> Markup {
     )
 }
 
-fn browser_holds(data: &AccountData<'_>) -> Markup {
+fn browser_holds(data: &AccountData<'_>, token: bool) -> Markup {
     html! {
         h3 { "What your browser holds" }
         ul.cookies {
             @for (name, attrs) in &data.cookies {
                 li { code.cookie-name { (name) } " = " code { (attrs) } }
+            }
+        }
+        @if !token {
+            p.hint {
+                "With \"Remember me\" the cookie also has a Max-Age and outlasts the browser; without, the browser drops it when it closes."
             }
         }
         p.hint {
@@ -346,7 +357,7 @@ fn session_hood(data: &AccountData<'_>, now: OffsetDateTime) -> Markup {
                 (left(data.idle_secs)) " (written back at most once a minute)."
             }
         }
-        (browser_holds(data))
+        (browser_holds(data, false))
         section aria-labelledby="tamper-h" {
             h3 #tamper-h { "Can someone guess their way into another session?" }
             p {
@@ -399,7 +410,7 @@ fn token_hood(data: &AccountData<'_>, now: OffsetDateTime) -> Markup {
                 code { "/v1/tokens/resume" } ", the one page route the refresh cookie reaches, for a new one."
             }
         }
-        (browser_holds(data))
+        (browser_holds(data, true))
         section aria-labelledby="tamper-h" {
             h3 #tamper-h { "Can the client change its user id to 1?" }
             form.inline method="post" action="/account/tamper" {

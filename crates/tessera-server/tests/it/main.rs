@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod forged;
 mod interop;
+mod pages;
 mod scale;
 mod sessions;
 mod setup_errors;
