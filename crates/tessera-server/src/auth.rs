@@ -173,9 +173,45 @@ pub async fn authenticate(
     parts: &Parts,
     now: OffsetDateTime,
 ) -> Result<Principal, AuthFailure> {
+    decide(app, cred, parts, None, now).await
+}
+
+/// [`authenticate`] for the account pages' HTML forms
+/// (`crate::pages`): the credential comes from the cookies only (a page
+/// never sends `Authorization`), and an unsafe cookie-session request may
+/// carry its CSRF token in the form's `csrf_token` field instead of the
+/// `X-CSRF-Token` header, because a form without script cannot set a
+/// header. Only the page handlers call this, after decoding an
+/// `application/x-www-form-urlencoded` body: the JSON routes never accept
+/// a token from a body.
+pub async fn authenticate_page(
+    app: &App,
+    parts: &Parts,
+    form_token: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Principal, AuthFailure> {
+    let cred = match session_cookie(&parts.headers, app) {
+        Some(secret) => Credential::SessionCookie(secret),
+        None => match cookies::find(&parts.headers, app.cookies.access_name()).next() {
+            Some(token) => Credential::AccessCookie(token.to_owned()),
+            None => return Err(AuthFailure::Refused(AuthMethod::Session, Refusal::Missing)),
+        },
+    };
+    decide(app, cred, parts, form_token, now).await
+}
+
+async fn decide(
+    app: &App,
+    cred: Credential,
+    parts: &Parts,
+    form_token: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Principal, AuthFailure> {
     let method = cred.method();
     let result = match cred {
-        Credential::SessionCookie(raw) => authenticate_session(app, &raw, parts, now).await,
+        Credential::SessionCookie(raw) => {
+            authenticate_session(app, &raw, parts, form_token, now).await
+        }
         Credential::Bearer(token) | Credential::AccessCookie(token) => {
             authenticate_token(app, &token, method, now).await
         }
@@ -202,6 +238,7 @@ async fn authenticate_session(
     app: &App,
     raw: &str,
     parts: &Parts,
+    form_token: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Principal, AuthFailure> {
     let refused = |r| AuthFailure::Refused(AuthMethod::Session, r);
@@ -224,7 +261,7 @@ async fn authenticate_session(
     }
     // A request that fails the CSRF check must not keep the session alive:
     // check before recording the use.
-    check_csrf(parts, &secret)?;
+    check_csrf(parts, &secret, form_token)?;
     if let Some((seen, idle)) = app.policy.touch(&session, now) {
         app.stores
             .sessions
@@ -339,10 +376,15 @@ async fn authenticate_token(
     })
 }
 
-/// Checks the `X-CSRF-Token` header of an unsafe cookie-session request.
-/// For forward-auth the rule applies to the original request's method (see
-/// [`crate::origin::judged_method`]).
-fn check_csrf(parts: &Parts, secret: &SessionSecret) -> Result<(), AuthFailure> {
+/// Checks the `X-CSRF-Token` header of an unsafe cookie-session request,
+/// or, for a page's form ([`authenticate_page`]) without that header, the
+/// form's `csrf_token` field. For forward-auth the rule applies to the
+/// original request's method (see [`crate::origin::judged_method`]).
+fn check_csrf(
+    parts: &Parts,
+    secret: &SessionSecret,
+    form_token: Option<&str>,
+) -> Result<(), AuthFailure> {
     if !crate::origin::judged_unsafe(&parts.method, parts.uri.path(), &parts.headers) {
         return Ok(());
     }
@@ -350,6 +392,7 @@ fn check_csrf(parts: &Parts, secret: &SessionSecret) -> Result<(), AuthFailure> 
         .headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
+        .or(form_token)
         .unwrap_or("");
     if csrf::verify(secret, presented) {
         Ok(())

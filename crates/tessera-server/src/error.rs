@@ -57,6 +57,14 @@ impl ApiError {
         self.code
     }
 
+    /// The `Retry-After` header this error carries, if any.
+    pub fn retry_after(&self) -> Option<HeaderValue> {
+        self.headers
+            .iter()
+            .find(|(name, _)| name == header::RETRY_AFTER)
+            .map(|(_, v)| v.clone())
+    }
+
     /// `400 invalid_request`.
     pub fn invalid_request(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)

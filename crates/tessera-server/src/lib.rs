@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod keys;
 pub mod listener;
 pub mod origin;
+pub mod pages;
 pub mod passwords;
 pub mod router;
 pub mod serve;

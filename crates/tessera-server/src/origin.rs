@@ -9,7 +9,10 @@
 //! `403 cross_site_request` when its `Origin` is neither this server's own
 //! (the `Host` it was sent to, `X-Forwarded-Host` behind a trusted proxy, or
 //! the origin of `--issuer`) nor one of `--trusted-origins`, or, without an
-//! `Origin`, when the browser marks it `Sec-Fetch-Site: cross-site`. A
+//! `Origin`, when the browser marks it `Sec-Fetch-Site: cross-site`. An
+//! opaque `Origin: null` passes only with `Sec-Fetch-Site: same-origin`
+//! (Chromium sends `null` for a form post from a page whose
+//! `Referrer-Policy` is `no-referrer`, as the account pages' is). A
 //! request with neither header (curl, a server-side client) is not a
 //! browser's, and passes.
 
@@ -24,8 +27,15 @@ use crate::error::ApiError;
 /// The forward-auth route, whose method is the proxy's, not the request's.
 pub const FORWARD_AUTH: &str = "/v1/auth/verify";
 
-/// Routes that set a credential cookie or create an account.
-const LOGIN_ROUTES: [&str; 3] = ["/v1/sessions", "/v1/tokens", "/v1/users"];
+/// Routes that set a credential cookie or create an account (the JSON
+/// API's and the account pages' forms).
+const LOGIN_ROUTES: [&str; 5] = [
+    "/v1/sessions",
+    "/v1/tokens",
+    "/v1/users",
+    "/login",
+    "/signup",
+];
 
 fn is_unsafe(method: &Method) -> bool {
     !matches!(
@@ -94,16 +104,23 @@ fn own_origin(app: &AppState, origin: &str, headers: &HeaderMap) -> bool {
 
 /// `Some(why)` when a browser sent this request from a foreign site.
 fn foreign(app: &AppState, headers: &HeaderMap) -> Option<&'static str> {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
-        let trusted =
-            own_origin(app, &origin, headers) || app.settings.trusted_origins.contains(&origin);
-        return (!trusted).then_some("origin");
-    }
     let fetch_site = headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        if origin == "null" {
+            // An opaque origin: a sandboxed frame, or (Chromium) a form post
+            // from a page with `Referrer-Policy: no-referrer`, as the
+            // account pages are. Only the browser's own word that the page
+            // was this origin's lets it pass.
+            return (!fetch_site.eq_ignore_ascii_case("same-origin")).then_some("origin");
+        }
+        let trusted =
+            own_origin(app, &origin, headers) || app.settings.trusted_origins.contains(&origin);
+        return (!trusted).then_some("origin");
+    }
     fetch_site
         .eq_ignore_ascii_case("cross-site")
         .then_some("sec_fetch_site")

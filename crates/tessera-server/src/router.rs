@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::extract::{MAX_BODY_BYTES, payload_too_large};
 use crate::handlers::{admin, me, ops, sessions, tokens, users};
 use crate::listener::ConnHandle;
+use crate::pages;
 use crate::telemetry::REQUEST_DURATION;
 
 /// The route template a request matched, passed from the inner middleware to
@@ -60,8 +61,21 @@ routes! {
     GET "/healthz" => ops::healthz;
     GET "/readyz" => ops::readyz;
     GET "/openapi.json" => ops::openapi;
-    GET "/demo" => ops::demo_page;
-    GET "/demo/demo.js" => ops::demo_script;
+    GET "/" => pages::home;
+    GET "/signup" => pages::signup_page;
+    POST "/signup" => pages::signup;
+    GET "/login" => pages::login_page;
+    POST "/login" => pages::login;
+    POST "/logout" => pages::logout;
+    GET "/account" => pages::account;
+    POST "/account/devices/end" => pages::end_device;
+    POST "/account/devices/end-others" => pages::end_others;
+    POST "/account/password" => pages::change_password;
+    POST "/account/tamper" => pages::tamper;
+    GET "/v1/tokens/resume" => pages::resume;
+    POST "/v1/tokens/logout" => pages::logout;
+    GET "/assets/pages.css" => pages::stylesheet;
+    GET "/assets/pages.js" => pages::script;
 }
 
 /// Builds the whole application. Tests and `main` both call this.

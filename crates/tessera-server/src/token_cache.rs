@@ -40,7 +40,8 @@ impl VerifiedCache {
 
     /// Remembers a verified token.
     pub fn insert(&self, token: &str, verified: Verified) {
-        self.cache.insert(*SecretHash::of(token).as_bytes(), verified);
+        self.cache
+            .insert(*SecretHash::of(token).as_bytes(), verified);
     }
 
     /// How many tokens are remembered.

@@ -64,39 +64,6 @@ pub async fn openapi() -> Response {
     res
 }
 
-/// `GET /demo`: a page that uses the API from the same origin, as a browser
-/// application would, and shows what its scripts can see (nothing secret).
-pub async fn demo_page() -> Response {
-    static_asset(
-        include_str!("../demo/demo.html"),
-        "text/html; charset=utf-8",
-    )
-}
-
-/// `GET /demo/demo.js`: the demo page's script (a file, so the page's
-/// Content-Security-Policy can forbid inline scripts).
-pub async fn demo_script() -> Response {
-    static_asset(
-        include_str!("../demo/demo.js"),
-        "text/javascript; charset=utf-8",
-    )
-}
-
-fn static_asset(body: &'static str, content_type: &'static str) -> Response {
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    res
-}
-
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let Some(handle) = &app.metrics else {

@@ -697,7 +697,7 @@ async fn cross_site_requests_are_refused() {
     );
 }
 
-/// Item 9: HSTS whenever cookies are Secure (unless turned off), the demo
+/// Item 9: HSTS whenever cookies are Secure (unless turned off), the login
 /// page's headers, data files readable by their owner only, and no
 /// predictable master key.
 #[tokio::test]
@@ -729,7 +729,7 @@ async fn deployment_defaults_are_strict() {
     let res = off.get("/healthz", HeaderMap::new()).await;
     assert!(res.headers().get("strict-transport-security").is_none());
     let dev = start().await;
-    let res = dev.get("/demo", HeaderMap::new()).await;
+    let res = dev.get("/login", HeaderMap::new()).await;
     assert!(res.headers().get("strict-transport-security").is_none());
     assert_eq!(res.headers()["referrer-policy"], "no-referrer");
     let csp = res.headers()["content-security-policy"].to_str().unwrap();

@@ -17,6 +17,7 @@ mod interop;
 mod metrics;
 mod oauth;
 mod outage;
+mod pages;
 mod proxies;
 mod scale;
 mod sessions;
