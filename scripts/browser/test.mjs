@@ -76,6 +76,9 @@ async function check(page, name) {
     if (bad.length) {
       fail(`axe on ${name} (${width}): ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target).join(", ")}`).join("; ")}`);
     }
+    // Nothing wider than the screen: a phone must never scroll sideways.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) fail(`${name} (${width}) is ${overflow}px wider than the screen`);
     const file = join(shots, `${mode}-${name}-${width}.png`);
     await page.screenshot({ path: file, fullPage: true });
   }

@@ -618,7 +618,7 @@ pub async fn ping_answers<S: Ping + 'static>(s: Arc<S>) {
 /// checking anything). The optional second argument is an async function
 /// taking the `Arc<store>` that cleans up after the check, pass or fail.
 ///
-/// ```ignore
+/// ```text
 /// tessera_store::conformance_tests!(async { Some(std::sync::Arc::new(MyStore::open_temp().await)) });
 /// ```
 #[macro_export]

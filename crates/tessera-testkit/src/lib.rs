@@ -6,7 +6,7 @@
 //! is stopped with SIGTERM by [`Server::stop`] or killed when dropped; no test
 //! ever kills a process by name.
 //!
-//! ```ignore
+//! ```text
 //! let server = Server::start(env!("CARGO_BIN_EXE_tessera")).await;
 //! let res = server.post_json("/v1/users", &json!({"username": "ada", "password": "long enough"})).await;
 //! assert_eq!(res.status(), 201);
