@@ -90,6 +90,24 @@ impl Turns {
     }
 }
 
+/// The network a client address is counted under: an IPv4 address itself,
+/// an IPv6 address's /64 (one subscriber's allocation: counting each of its
+/// 2^64 addresses apart would be no limit at all), an IPv4-mapped IPv6
+/// address as the IPv4 one. Anything else as given.
+pub(super) fn network_of(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(v4) => v4.to_string(),
+        Err(_) => ip.to_owned(),
+    }
+}
+
 /// The throttle keys of one attempt on one account.
 struct Keys {
     /// Turns are taken per account.
@@ -107,7 +125,7 @@ impl Keys {
         let account = key_of(username);
         let pair = match (device, client.ip.as_deref()) {
             (Some(device), _) => tag(&["device", &account, device]),
-            (None, Some(ip)) => tag(&["address", &account, ip]),
+            (None, Some(ip)) => tag(&["address", &account, &network_of(ip)]),
             (None, None) => tag(&["nowhere", &account]),
         };
         let account = tag(&["account", &account]);
@@ -166,11 +184,16 @@ impl Accounts {
         now: OffsetDateTime,
     ) -> Outcome<UserRecord> {
         let throttle = &self.stores.throttle;
+        // A known device is bound to this one account, so it cannot spray
+        // guesses across accounts: the address's limit, shared with everybody
+        // behind the same NAT or proxy, does not apply to it (its own
+        // per-account limit does).
         let address = attempt
             .client
             .ip
             .as_deref()
-            .map(|ip| format!("ip:{}", tag(&["address", ip])));
+            .filter(|_| attempt.device.is_none())
+            .map(|ip| format!("ip:{}", tag(&["address", &network_of(ip)])));
         if let Some(key) = &address
             && let Err(wait) = self.count(key, ThrottlePolicy::PER_ADDRESS, now).await?
         {
@@ -341,5 +364,23 @@ impl Accounts {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::network_of;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        assert_eq!(network_of("203.0.113.7"), "203.0.113.7");
+        assert_eq!(network_of("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(
+            network_of("2001:db8:1:2:aaaa::1"),
+            network_of("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(network_of("2001:db8:1:2::9"), "2001:db8:1:2::/64");
+        assert_ne!(network_of("2001:db8:1:2::1"), network_of("2001:db8:1:3::1"));
+        assert_eq!(network_of("not an address"), "not an address");
     }
 }

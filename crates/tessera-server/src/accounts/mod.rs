@@ -305,7 +305,7 @@ impl Accounts {
             return Ok(());
         };
         let policy = ThrottlePolicy::REGISTRATIONS_PER_ADDRESS;
-        let key = format!("reg:{}", tag(&["registration", ip]));
+        let key = format!("reg:{}", tag(&["registration", &login::network_of(ip)]));
         match self.count(&key, policy, now).await? {
             Ok(()) => Ok(()),
             Err(wait) => {

@@ -753,8 +753,17 @@ pub async fn resume(
     headers: HeaderMap,
 ) -> Response {
     let next = q.next.as_deref().and_then(safe_next).unwrap_or("/account");
+    // A refresh spends a token: only for this site's own page navigations.
+    // A sibling subdomain's <img src=…/v1/tokens/resume> carries the
+    // (SameSite=Strict) refresh cookie too, and a burst of those would race
+    // the rotation into reuse and end the family; browsers mark it
+    // `Sec-Fetch-Site: same-site`, `Sec-Fetch-Mode: no-cors`.
+    let fetch = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let own_navigation = fetch("sec-fetch-site")
+        .is_none_or(|s| matches!(s, "same-origin" | "none"))
+        && fetch("sec-fetch-mode").is_none_or(|m| m == "navigate");
     let refresh = cookies::find(&headers, app.cookies.refresh_name())
-        .find(|t| !t.is_empty())
+        .find(|t| !t.is_empty() && own_navigation)
         .map(str::to_owned);
     if let Some(raw) = &refresh {
         match app

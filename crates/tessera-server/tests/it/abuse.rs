@@ -166,6 +166,20 @@ async fn guessers_cannot_lock_out(server: Server) {
     // Other accounts never noticed.
     let (status, ..) = login_from(&server, "10.1.0.0", &other, PASSWORD, None).await;
     assert_eq!(status, 201);
+
+    // Someone behind the owner's address (a NAT, a proxy) spends the
+    // address's 100 attempts on other names: the owner's known device still
+    // gets in from there, a new device there does not.
+    for i in 0..100 {
+        login_from(&server, "10.7.0.1", &format!("sprayed{i}"), "guess", None).await;
+    }
+    let (status, ..) = login_from(&server, "10.7.0.1", &other, PASSWORD, None).await;
+    assert_eq!(status, 429, "the address is spent for unknown devices");
+    let (status, ..) = login_from(&server, "10.7.0.1", &name, PASSWORD, Some(&device)).await;
+    assert_eq!(
+        status, 201,
+        "a known device is not held by its address's limit"
+    );
 }
 
 /// Item 9: registration is throttled per address (20 per 15 minutes).

@@ -183,3 +183,49 @@ async fn account_forms_need_the_csrf_field_with_a_session_cookie() {
         .unwrap();
     assert_eq!(res.status(), 403);
 }
+
+/// A refresh spends a token, so `resume` refreshes only on this site's own
+/// page navigations: a sibling subdomain's image or script request (which
+/// carries the SameSite=Strict refresh cookie too) changes nothing.
+#[tokio::test]
+async fn resume_refreshes_only_on_own_navigations() {
+    let server = start().await;
+    let name = unique("resume");
+    register(&server, &name).await;
+    let res = cookie_tokens(&server, &name).await;
+    assert_eq!(res.status(), 200);
+    let refresh = cookie_pair(&res, "tessera_refresh").unwrap();
+    let resume = |extra: [(&'static str, &'static str); 2]| {
+        let mut h = headers([("cookie", refresh.as_str())]);
+        for (k, v) in extra {
+            h.insert(k, v.parse().unwrap());
+        }
+        server.get("/v1/tokens/resume?next=%2Faccount", h)
+    };
+    for foreign in [
+        [
+            ("sec-fetch-site", "same-site"),
+            ("sec-fetch-mode", "no-cors"),
+        ],
+        [
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+        ],
+        [
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-mode", "cors"),
+        ],
+    ] {
+        let res = resume(foreign).await;
+        assert_eq!(location(&res), "/login?next=%2Faccount", "{foreign:?}");
+        assert!(cookie_pair(&res, "tessera_access").is_none(), "{foreign:?}");
+    }
+    // The refresh token was not spent: this site's own navigation renews it.
+    let res = resume([
+        ("sec-fetch-site", "same-origin"),
+        ("sec-fetch-mode", "navigate"),
+    ])
+    .await;
+    assert_eq!(location(&res), "/account");
+    assert!(cookie_pair(&res, "tessera_access").is_some());
+}
