@@ -17,7 +17,7 @@ use tessera_store_postgres::{OpenError as PostgresOpenError, PoolOptions, Postgr
 use tessera_store_redis::RedisStore;
 use tessera_store_sqlite::{OpenError as SqliteOpenError, SqliteStore};
 
-use crate::accounts::{Accounts, TokenSettings, Tokens};
+use crate::accounts::{Accounts, TokenGrant, TokenSettings, Tokens};
 use crate::cookies::CookieConfig;
 use crate::keys::Keys;
 use crate::settings::{DatabaseUrl, Settings};
@@ -320,6 +320,21 @@ impl App {
         crate::cookies::find(headers, self.cookies.device_name())
             .take(4)
             .find_map(|token| self.devices.recognise(username, token))
+    }
+
+    /// `Set-Cookie` values that hand `grant`'s access and refresh tokens to
+    /// the browser (cookie delivery), each living as long as its token.
+    pub fn token_cookies(&self, grant: &TokenGrant) -> [HeaderValue; 2] {
+        [
+            self.cookies.set_access(
+                &grant.access_token,
+                time::Duration::seconds(grant.expires_in),
+            ),
+            self.cookies.set_refresh(
+                grant.refresh_token.expose(),
+                time::Duration::seconds(grant.refresh_expires_in),
+            ),
+        ]
     }
 
     /// `Set-Cookie` with a fresh device token for the account `username`,

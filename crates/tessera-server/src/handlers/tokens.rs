@@ -34,41 +34,24 @@ fn delivery(query: Option<&str>) -> Delivery {
 /// The token response: tokens in the body, or (cookie mode) in `HttpOnly`
 /// cookies only.
 fn token_response(app: &App, grant: TokenGrant, delivery: Delivery) -> Response {
-    let TokenGrant {
-        access_token,
-        expires_in,
-        refresh_token,
-        refresh_expires_in,
-        ..
-    } = grant;
     let mut res = if delivery == Delivery::Cookie {
         let mut res = Json(json!({
             "token_type": "Bearer",
-            "expires_in": expires_in,
-            "refresh_expires_in": refresh_expires_in,
+            "expires_in": grant.expires_in,
+            "refresh_expires_in": grant.refresh_expires_in,
         }))
         .into_response();
-        let h = res.headers_mut();
-        h.append(
-            header::SET_COOKIE,
-            app.cookies
-                .set_access(&access_token, time::Duration::seconds(expires_in)),
-        );
-        h.append(
-            header::SET_COOKIE,
-            app.cookies.set_refresh(
-                refresh_token.expose(),
-                time::Duration::seconds(refresh_expires_in),
-            ),
-        );
+        for cookie in app.token_cookies(&grant) {
+            res.headers_mut().append(header::SET_COOKIE, cookie);
+        }
         res
     } else {
         Json(json!({
-            "access_token": access_token,
+            "access_token": grant.access_token,
             "token_type": "Bearer",
-            "expires_in": expires_in,
-            "refresh_token": refresh_token.expose(),
-            "refresh_expires_in": refresh_expires_in,
+            "expires_in": grant.expires_in,
+            "refresh_token": grant.refresh_token.expose(),
+            "refresh_expires_in": grant.refresh_expires_in,
         }))
         .into_response()
     };

@@ -38,7 +38,7 @@ use crate::error::ApiError;
 use crate::extract::{Client, MAX_BODY_BYTES, payload_too_large};
 use crate::handlers::now;
 
-pub use util::{describe_user_agent, safe_next};
+pub use util::{describe_user_agent, next_or_account, safe_next};
 
 /// The pages' Content-Security-Policy: everything from this origin only, no
 /// inline script or style, no plugins, never framed, no `<base>`, forms
@@ -152,7 +152,7 @@ pub async fn home() -> Response {
 
 /// `GET /signup`.
 pub async fn signup_page(Query(q): Query<PageQuery>) -> Response {
-    let next = q.next.as_deref().and_then(safe_next).unwrap_or("/account");
+    let next = next_or_account(q.next.as_deref());
     html(StatusCode::OK, view::signup(next, "", None))
 }
 
@@ -172,7 +172,7 @@ pub async fn signup(
     Client(client): Client,
     FormBody(_, form): FormBody<SignupForm>,
 ) -> Response {
-    let next = safe_next(&form.next).unwrap_or("/account");
+    let next = next_or_account(Some(&form.next));
     match app
         .accounts
         .register(
@@ -201,7 +201,7 @@ pub async fn signup(
 
 /// `GET /login`.
 pub async fn login_page(Query(q): Query<PageQuery>) -> Response {
-    let next = q.next.as_deref().and_then(safe_next).unwrap_or("/account");
+    let next = next_or_account(q.next.as_deref());
     html(
         StatusCode::OK,
         view::login(next, "", false, notice(q.notice.as_deref()), None),
@@ -230,7 +230,7 @@ pub async fn login(
     Client(client): Client,
     FormBody(parts, form): FormBody<LoginForm>,
 ) -> Response {
-    let next = safe_next(&form.next).unwrap_or("/account");
+    let next = next_or_account(Some(&form.next));
     let attempt = Attempt {
         username: &form.username,
         password: &form.password,
@@ -242,20 +242,9 @@ pub async fn login(
     if form.method == "token" {
         match app.tokens.log_in(attempt, Delivery::Cookie, now()).await {
             Ok(grant) => {
-                h.append(
-                    header::SET_COOKIE,
-                    app.cookies.set_access(
-                        &grant.access_token,
-                        time::Duration::seconds(grant.expires_in),
-                    ),
-                );
-                h.append(
-                    header::SET_COOKIE,
-                    app.cookies.set_refresh(
-                        grant.refresh_token.expose(),
-                        time::Duration::seconds(grant.refresh_expires_in),
-                    ),
-                );
+                for cookie in app.token_cookies(&grant) {
+                    h.append(header::SET_COOKIE, cookie);
+                }
                 h.append(header::SET_COOKIE, app.cookies.clear_session());
                 h.append(header::SET_COOKIE, app.device_cookie(&grant.username));
             }
@@ -752,7 +741,7 @@ pub async fn resume(
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let next = q.next.as_deref().and_then(safe_next).unwrap_or("/account");
+    let next = next_or_account(q.next.as_deref());
     // A refresh spends a token: only for this site's own page navigations.
     // A sibling subdomain's <img src=…/v1/tokens/resume> carries the
     // (SameSite=Strict) refresh cookie too, and a burst of those would race
@@ -773,21 +762,9 @@ pub async fn resume(
         {
             Ok(grant) => {
                 let mut res = see_other(next);
-                let h = res.headers_mut();
-                h.append(
-                    header::SET_COOKIE,
-                    app.cookies.set_access(
-                        &grant.access_token,
-                        time::Duration::seconds(grant.expires_in),
-                    ),
-                );
-                h.append(
-                    header::SET_COOKIE,
-                    app.cookies.set_refresh(
-                        grant.refresh_token.expose(),
-                        time::Duration::seconds(grant.refresh_expires_in),
-                    ),
-                );
+                for cookie in app.token_cookies(&grant) {
+                    res.headers_mut().append(header::SET_COOKIE, cookie);
+                }
                 return res;
             }
             Err(accounts::Denied::Store(e)) => return store_problem(e.into()),

@@ -14,6 +14,12 @@ pub fn safe_next(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
+/// Where to go after a form: `next` if it is one of this origin's paths
+/// ([`safe_next`]), the account page otherwise.
+pub fn next_or_account(next: Option<&str>) -> &str {
+    next.and_then(safe_next).unwrap_or("/account")
+}
+
 /// A person's name for a browser's `User-Agent`: "Firefox on Linux",
 /// "Chrome on Android", "Safari on iOS"; a program's own name for a
 /// non-browser client ("curl"); "Unknown device" when there is none.
