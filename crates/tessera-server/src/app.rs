@@ -11,13 +11,14 @@ use tessera_core::device::DeviceKey;
 use tessera_core::jwt::TokenRules;
 
 use tessera_store::{
-    KeyStore, OpenMode, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore,
+    ChangeFeed, KeyStore, OpenMode, Ping, RefreshStore, SessionStore, ThrottleStore, UserStore,
 };
 use tessera_store_postgres::{OpenError as PostgresOpenError, PoolOptions, PostgresStore};
 use tessera_store_redis::RedisStore;
 use tessera_store_sqlite::{OpenError as SqliteOpenError, SqliteStore};
 
 use crate::accounts::{Accounts, TokenGrant, TokenSettings, Tokens};
+use crate::auth_cache::{Announced, AuthCache};
 use crate::cookies::CookieConfig;
 use crate::keys::Keys;
 use crate::settings::{DatabaseUrl, Settings};
@@ -30,6 +31,13 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     /// Sessions.
     pub sessions: Arc<dyn SessionStore>,
+    /// Accounts, read from the store even in a server with a cache: for the
+    /// checks that must see another instance's write at once (a login
+    /// racing a password change). Writes are announced as through `users`.
+    pub users_uncached: Arc<dyn UserStore>,
+    /// Sessions, read from the store even in a server with a cache (the
+    /// refresh of a token session).
+    pub sessions_uncached: Arc<dyn SessionStore>,
     /// Login-failure counters.
     pub throttle: Arc<dyn ThrottleStore>,
     /// Refresh tokens.
@@ -38,6 +46,9 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     /// Every backend, named, for `/readyz`.
     pub health: Vec<(&'static str, Arc<dyn Ping>)>,
+    /// The feed that tells every process sharing these stores what changed:
+    /// Redis's if Redis is set, else the database's.
+    pub feed: Arc<dyn ChangeFeed>,
 }
 
 /// Why the stores could not be opened; `main` turns it into exit code 2.
@@ -118,8 +129,14 @@ impl Database {
     }
 
     /// Every store: this database's, with sessions, refresh tokens and
-    /// failure counters in Redis if the settings name one.
+    /// failure counters in Redis if the settings name one; every write that
+    /// can end a credential announced on the feed (see
+    /// [`Stores::announced`]), so that running servers hear of it.
     pub async fn with_redis(&self, settings: &Settings) -> Result<Stores, StoreSetupError> {
+        Ok(self.with_redis_unannounced(settings).await?.announced(None))
+    }
+
+    async fn with_redis_unannounced(&self, settings: &Settings) -> Result<Stores, StoreSetupError> {
         let mut stores = self.all.clone();
         if let Some(url) = &settings.redis {
             let redis = Arc::new(
@@ -134,8 +151,10 @@ impl Database {
                     })?,
             );
             stores.sessions = redis.clone();
+            stores.sessions_uncached = redis.clone();
             stores.refresh = redis.clone();
             stores.throttle = redis.clone();
+            stores.feed = redis.clone();
             stores.health.push(("redis", redis));
         }
         Ok(stores)
@@ -191,9 +210,12 @@ impl Stores {
         Self {
             users: m::users(self.users, database),
             sessions: m::sessions(self.sessions, ephemeral),
+            users_uncached: m::users(self.users_uncached, database),
+            sessions_uncached: m::sessions(self.sessions_uncached, ephemeral),
             throttle: m::throttle(self.throttle, ephemeral),
             refresh: m::refresh(self.refresh, ephemeral),
             keys: m::keys(self.keys, database),
+            feed: self.feed,
             health: self
                 .health
                 .into_iter()
@@ -205,13 +227,67 @@ impl Stores {
         }
     }
 
-    /// Opens the backends the settings name, creating and migrating the
-    /// database if needed (what `serve` does). This is the only place that
-    /// knows which concrete stores exist: the database (SQLite or
-    /// PostgreSQL) holds users and keys, and sessions, refresh tokens and
-    /// failure counters unless Redis is configured for them.
-    pub async fn open(settings: &Settings) -> Result<Self, StoreSetupError> {
-        Self::open_with(settings, OpenMode::Create).await
+    /// What `serve` runs on: the backends the settings name, the database
+    /// created and migrated if needed, each call timed when `timed` (metrics
+    /// are served), and the sessions and users that authenticate requests
+    /// served from `cache` when there is one. This and
+    /// [`Database::open`] are the only places that know which concrete
+    /// stores exist: the database (SQLite or PostgreSQL) holds users and
+    /// keys, and sessions, refresh tokens and failure counters unless Redis
+    /// is configured for them.
+    pub async fn open_for_serving(
+        settings: &Settings,
+        timed: bool,
+        cache: Option<Arc<AuthCache>>,
+    ) -> Result<Self, StoreSetupError> {
+        let stores = Database::open(settings, OpenMode::Create)
+            .await?
+            .with_redis_unannounced(settings)
+            .await?;
+        let stores = if timed {
+            stores.timed(settings)
+        } else {
+            stores
+        };
+        Ok(stores.announced(cache))
+    }
+
+    /// The same stores, with the user and session writes that can end a
+    /// credential announced on [`Stores::feed`] before they return, and
+    /// with the lookups that authenticate a request served from `cache`
+    /// if there is one (`crate::auth_cache`). Every command's stores are
+    /// announced (so a running server hears of `tessera user disable`);
+    /// the server's also cache.
+    pub fn announced(self, cache: Option<Arc<AuthCache>>) -> Self {
+        let origin: Arc<str> = match &cache {
+            Some(cache) => Arc::from(cache.origin()),
+            None => Arc::from(crate::auth_cache::origin()),
+        };
+        let users = |cached_reads| -> Arc<dyn UserStore> {
+            Arc::new(Announced::new(
+                self.users.clone(),
+                cache.clone(),
+                cached_reads,
+                self.feed.clone(),
+                origin.clone(),
+            ))
+        };
+        let sessions = |cached_reads| -> Arc<dyn SessionStore> {
+            Arc::new(Announced::new(
+                self.sessions.clone(),
+                cache.clone(),
+                cached_reads,
+                self.feed.clone(),
+                origin.clone(),
+            ))
+        };
+        Self {
+            users: users(true),
+            sessions: sessions(true),
+            users_uncached: users(false),
+            sessions_uncached: sessions(false),
+            ..self
+        }
     }
 
     /// Opens the database as `access` allows, then Redis, if set.
@@ -225,9 +301,19 @@ impl Stores {
     /// Every store in one backend (a database).
     fn all_in<S>(store: Arc<S>) -> Self
     where
-        S: UserStore + KeyStore + SessionStore + RefreshStore + ThrottleStore + Ping + 'static,
+        S: UserStore
+            + KeyStore
+            + SessionStore
+            + RefreshStore
+            + ThrottleStore
+            + Ping
+            + ChangeFeed
+            + 'static,
     {
         Self {
+            feed: store.clone(),
+            users_uncached: store.clone(),
+            sessions_uncached: store.clone(),
             users: store.clone(),
             sessions: store.clone(),
             throttle: store.clone(),

@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod app;
 pub mod auth;
+pub mod auth_cache;
 pub mod cli;
 pub mod cli_keys;
 pub mod cookies;

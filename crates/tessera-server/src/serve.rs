@@ -5,12 +5,14 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::{App, AppState, Stores};
+use crate::auth_cache::AuthCache;
 use crate::settings::{SettingError, Settings};
 use crate::telemetry;
 
@@ -86,16 +88,21 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             );
         }
     }
-    let stores = Stores::open(&settings).await?;
     // Recorded only when they are served.
     let metrics = metrics_listener
         .as_ref()
         .and_then(|_| telemetry::install_metrics());
-    let stores = if metrics.is_some() {
-        stores.timed(&settings)
-    } else {
-        stores
-    };
+    let cache = (settings.auth_cache_ttl > time::Duration::ZERO).then(|| {
+        Arc::new(AuthCache::new(
+            settings.auth_cache_ttl.unsigned_abs(),
+            crate::auth_cache::origin(),
+        ))
+    });
+    let stores = Stores::open_for_serving(&settings, metrics.is_some(), cache.clone()).await?;
+    // The cache is trusted only once its feed is up (see `auth_cache`).
+    let feed = cache
+        .clone()
+        .map(|cache| tokio::spawn(crate::auth_cache::listen(stores.feed.clone(), cache)));
     let keys = crate::keys::Keys::open(stores.keys.clone(), &settings, crate::handlers::now())
         .await
         .map_err(crate::keys::KeyLoadError::into_anyhow)?;
@@ -156,6 +163,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     maintenance.abort();
     key_reload.abort();
+    if let Some(feed) = feed {
+        feed.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

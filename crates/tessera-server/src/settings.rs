@@ -240,6 +240,17 @@ pub struct SettingsArgs {
         value_name = "DUR"
     )]
     pub key_refresh: Option<String>,
+    /// How long a session or user read from the store may be served from
+    /// memory at most; a change made through tessera reaches every
+    /// instance's cache at once, this bounds any other. `0s` turns the cache
+    /// off. [default: 5s]
+    #[arg(
+        long,
+        help_heading = "Sessions and refresh tokens",
+        env = "TESSERA_AUTH_CACHE_TTL",
+        value_name = "DUR"
+    )]
+    pub auth_cache_ttl: Option<String>,
     /// Lifetime of refresh tokens, e.g. 14d. [default: 14d]
     #[arg(
         long,
@@ -314,6 +325,7 @@ impl SettingsArgs {
             ("session_idle", s.session_idle.is_some()),
             ("session_ttl", s.session_ttl.is_some()),
             ("key_refresh", s.key_refresh.is_some()),
+            ("auth_cache_ttl", s.auth_cache_ttl.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, given)| given.then_some(name))
@@ -353,6 +365,7 @@ pub struct FileSettings {
     session_idle: Option<String>,
     session_ttl: Option<String>,
     key_refresh: Option<String>,
+    auth_cache_ttl: Option<String>,
 }
 
 /// A count in the config file, written as a number (`25`) or as text (`"25"`).
@@ -461,6 +474,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Interval of the signing-key reload.
     pub key_refresh: Duration,
+    /// Longest a cached session or user is trusted; zero: no cache.
+    pub auth_cache_ttl: Duration,
 }
 
 /// Parses a duration of the form `docs/api.md` uses: a number with a unit
@@ -675,6 +690,8 @@ const REFRESH_TTL: SettingMeta = setting!("refresh_ttl", "refresh-ttl", "TESSERA
 const SESSION_IDLE: SettingMeta = setting!("session_idle", "session-idle", "TESSERA_SESSION_IDLE");
 const SESSION_TTL: SettingMeta = setting!("session_ttl", "session-ttl", "TESSERA_SESSION_TTL");
 const KEY_REFRESH: SettingMeta = setting!("key_refresh", "key-refresh", "TESSERA_KEY_REFRESH");
+const AUTH_CACHE_TTL: SettingMeta =
+    setting!("auth_cache_ttl", "auth-cache-ttl", "TESSERA_AUTH_CACHE_TTL");
 const INSECURE_DEV_COOKIES: SettingMeta = setting!(
     "insecure_dev_cookies",
     "insecure-dev-cookies",
@@ -703,7 +720,7 @@ const TRUSTED_ORIGINS: SettingMeta = setting!(
 const DISABLE_HSTS: SettingMeta = setting!("disable_hsts", "disable-hsts", "TESSERA_DISABLE_HSTS");
 
 /// Every setting: its key in the file, its flag and its variable.
-const ALL: [SettingMeta; 29] = [
+const ALL: [SettingMeta; 30] = [
     CONFIG,
     LISTEN,
     METRICS_LISTEN,
@@ -733,6 +750,7 @@ const ALL: [SettingMeta; 29] = [
     SESSION_IDLE,
     SESSION_TTL,
     KEY_REFRESH,
+    AUTH_CACHE_TTL,
 ];
 
 /// The settings by name (a flag's clap id), `config` included.
@@ -819,6 +837,7 @@ fn file_example(key: &str) -> Option<&'static str> {
         "session_idle" => "session_idle = \"30m\"",
         "session_ttl" => "session_ttl = \"24h\"",
         "key_refresh" => "key_refresh = \"10s\"",
+        "auth_cache_ttl" => "auth_cache_ttl = \"5s\"",
         _ => return None,
     })
 }
@@ -999,6 +1018,10 @@ impl Settings {
             format!("session_idle = {:?}", format_duration(self.session_idle)),
             format!("session_ttl = {:?}", format_duration(self.session_ttl)),
             format!("key_refresh = {:?}", format_duration(self.key_refresh)),
+            format!(
+                "auth_cache_ttl = {:?}",
+                format_duration(self.auth_cache_ttl)
+            ),
         ]
         .join("\n")
     }
@@ -1194,6 +1217,13 @@ impl Settings {
             other => other.map(Secret),
         };
 
+        let auth_cache_ttl = AUTH_CACHE_TTL.duration(
+            args.auth_cache_ttl.or(f.auth_cache_ttl),
+            Duration::seconds(5),
+        )?;
+        if auth_cache_ttl > Duration::minutes(5) {
+            return Err(AUTH_CACHE_TTL.err("must be at most 5m"));
+        }
         let session_idle =
             SESSION_IDLE.lifetime(args.session_idle.or(f.session_idle), Duration::minutes(30))?;
         let session_ttl =
@@ -1247,6 +1277,7 @@ impl Settings {
             session_ttl,
             key_refresh: KEY_REFRESH
                 .lifetime(args.key_refresh.or(f.key_refresh), Duration::seconds(10))?,
+            auth_cache_ttl,
         })
     }
 }

@@ -31,6 +31,8 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
                     BUCKETS,
                 )
                 .ok()?
+                .set_buckets_for_metric(Matcher::Full(crate::auth_cache::LAG.to_owned()), BUCKETS)
+                .ok()?
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;

@@ -23,8 +23,8 @@ use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionKind, SessionRecord};
 use tessera_store::millis::{from_ms, opt_from_ms, to_ms as ms};
 use tessera_store::{
-    KeyStore, Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoreResult, StoredKey,
-    ThrottleStore, UserRecord, UserStore,
+    ChangeFeed, FeedEvent, KeyStore, Notice, Ping, RefreshRecord, RefreshStore, SessionStore,
+    StoreError, StoreResult, StoredKey, ThrottleStore, UserRecord, UserStore,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -866,6 +866,68 @@ impl KeyStore for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(map_err)
+    }
+}
+
+impl PostgresStore {
+    /// The `NOTIFY` channel of this store's change feed: one per schema, so
+    /// that two installations in one database do not hear each other.
+    fn feed_channel(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("tessera_changes_{schema}"),
+            None => "tessera_changes".to_owned(),
+        }
+    }
+}
+
+/// How long the change feed waits before connecting again after a failure.
+const FEED_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+#[async_trait]
+impl ChangeFeed for PostgresStore {
+    async fn publish(&self, notice: &Notice) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(self.feed_channel())
+            .bind(notice.encode())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn listen(&self, on_event: &(dyn Fn(FeedEvent) + Send + Sync)) {
+        let channel = self.feed_channel();
+        // A connection of its own, outside the pool the requests use.
+        let options = (*self.pool.connect_options()).clone();
+        let mut up = false;
+        loop {
+            let single = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .connect_lazy_with(options.clone());
+            let listening = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&single).await?;
+                listener.listen(&channel).await?;
+                Ok::<_, sqlx::Error>(listener)
+            }
+            .await;
+            if let Ok(mut listener) = listening {
+                on_event(FeedEvent::Up);
+                up = true;
+                // `Ok(None)`: the connection was lost (and notices with it).
+                while let Ok(Some(n)) = listener.try_recv().await {
+                    if let Some(notice) = Notice::decode(n.payload()) {
+                        on_event(FeedEvent::Heard(notice));
+                    }
+                }
+            }
+            if up {
+                on_event(FeedEvent::Down);
+                up = false;
+            }
+            single.close().await;
+            tokio::time::sleep(FEED_RETRY).await;
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tessera_core::refresh::SpendOutcome;
@@ -37,7 +38,8 @@ use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionKind, SessionRecord};
 use tessera_store::millis::{from_ms, to_ms as ms};
 use tessera_store::{
-    Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoreResult, ThrottleStore,
+    ChangeFeed, FeedEvent, Notice, Ping, RefreshRecord, RefreshStore, SessionStore, StoreError,
+    StoreResult, ThrottleStore,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -50,6 +52,8 @@ const LINGER_MS: i64 = 24 * 3600 * 1000;
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    /// For the change feed's own connection (`SUBSCRIBE` takes one over).
+    client: redis::Client,
 }
 
 /// Why Redis could not be used.
@@ -212,10 +216,12 @@ impl RedisStore {
             .set_response_timeout(Some(StdDuration::from_secs(2)))
             .set_number_of_retries(1)
             .set_max_delay(StdDuration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(OpenError)?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(OpenError)?;
         let store = Self {
             conn,
             prefix: prefix.to_owned(),
+            client,
         };
         let mut c = store.conn.clone();
         redis::cmd("PING")
@@ -834,5 +840,82 @@ impl Ping for RedisStore {
             .query_async::<()>(&mut c)
             .await
             .map_err(map_err)
+    }
+}
+
+/// How often the change feed pings its connection: a connection that stopped
+/// answering (not only one that closed) is noticed within about this long
+/// plus [`FEED_PING_TIMEOUT`].
+const FEED_PING_EVERY: StdDuration = StdDuration::from_secs(1);
+/// How long the change feed waits for an answer before it calls itself down.
+const FEED_PING_TIMEOUT: StdDuration = StdDuration::from_secs(2);
+/// How long the change feed waits before connecting again after a failure.
+const FEED_RETRY: StdDuration = StdDuration::from_millis(250);
+
+impl RedisStore {
+    fn feed_channel(&self) -> String {
+        format!("{}:changes", self.prefix)
+    }
+
+    /// Connects and subscribes: the feed is up once this returns.
+    async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let connect = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(self.feed_channel()).await?;
+            Ok(pubsub)
+        };
+        tokio::time::timeout(FEED_PING_TIMEOUT, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+            })
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for RedisStore {
+    async fn publish(&self, notice: &Notice) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        c.publish::<_, _, ()>(self.feed_channel(), notice.encode())
+            .await
+            .map_err(map_err)
+    }
+
+    async fn listen(&self, on_event: &(dyn Fn(FeedEvent) + Send + Sync)) {
+        loop {
+            if let Ok(pubsub) = self.subscribe().await {
+                on_event(FeedEvent::Up);
+                let (mut sink, mut messages) = pubsub.split();
+                let mut ping = tokio::time::interval(FEED_PING_EVERY);
+                ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        message = messages.next() => match message {
+                            Some(message) => {
+                                let notice = message
+                                    .get_payload::<String>()
+                                    .ok()
+                                    .and_then(|line| Notice::decode(&line));
+                                if let Some(notice) = notice {
+                                    on_event(FeedEvent::Heard(notice));
+                                }
+                            }
+                            None => break,
+                        },
+                        _ = ping.tick() => {
+                            let answered =
+                                tokio::time::timeout(FEED_PING_TIMEOUT, sink.ping::<redis::Value>()).await;
+                            if !matches!(answered, Ok(Ok(_))) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                on_event(FeedEvent::Down);
+            }
+            tokio::time::sleep(FEED_RETRY).await;
+        }
     }
 }

@@ -23,8 +23,8 @@ use tessera_core::throttle::FailureWindow;
 use tessera_core::{SecretHash, SessionKind, SessionRecord};
 use tessera_store::millis::{from_ms, opt_from_ms, to_ms as ms};
 use tessera_store::{
-    KeyStore, Ping, RefreshRecord, RefreshStore, SessionStore, StoreError, StoreResult, StoredKey,
-    ThrottleStore, UserRecord, UserStore,
+    ChangeFeed, FeedEvent, KeyStore, Notice, Ping, RefreshRecord, RefreshStore, SessionStore,
+    StoreError, StoreResult, StoredKey, ThrottleStore, UserRecord, UserStore,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -106,6 +106,7 @@ const MIGRATIONS: tessera_store::sqlx_migrations::Embedded =
             "disabled_users",
             include_str!("../migrations/0003_disabled_users.sql"),
         ),
+        (4, "changes", include_str!("../migrations/0004_changes.sql")),
     ]);
 
 /// Makes the database file readable and writable by its owner only (`0600`):
@@ -957,5 +958,80 @@ impl Ping for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+}
+
+/// How often every process reads the `changes` table: the bound on how
+/// late a revocation made by another process reaches this one's cache.
+pub const FEED_POLL: StdDuration = StdDuration::from_millis(50);
+
+/// How long rows stay in the `changes` table: long enough for every
+/// process to read them; one that could not read for longer is down and
+/// trusts nothing it cached.
+const FEED_KEEP_MS: i64 = 60 * 1000;
+
+#[async_trait]
+impl ChangeFeed for SqliteStore {
+    async fn publish(&self, notice: &Notice) -> StoreResult<()> {
+        sqlx::query("INSERT INTO changes (line, at_ms) VALUES (?, ?)")
+            .bind(notice.encode())
+            .bind(notice.at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        sqlx::query("DELETE FROM changes WHERE at_ms < ?")
+            .bind(notice.at_ms - FEED_KEEP_MS)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn listen(&self, on_event: &(dyn Fn(FeedEvent) + Send + Sync)) {
+        // `None` while down: the position is read again when the file answers.
+        let mut last: Option<i64> = None;
+        let mut tick = tokio::time::interval(FEED_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match last {
+                None => {
+                    let top = sqlx::query_scalar::<_, Option<i64>>("SELECT max(seq) FROM changes")
+                        .fetch_one(&self.pool)
+                        .await;
+                    match top {
+                        Ok(top) => {
+                            last = Some(top.unwrap_or(0));
+                            on_event(FeedEvent::Up);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "change feed: cannot read the changes table")
+                        }
+                    }
+                }
+                Some(after) => {
+                    let rows = sqlx::query(
+                        "SELECT seq, line FROM changes WHERE seq > ? ORDER BY seq LIMIT 1000",
+                    )
+                    .bind(after)
+                    .fetch_all(&self.pool)
+                    .await;
+                    match rows {
+                        Ok(rows) => {
+                            for row in rows {
+                                last = Some(row.get("seq"));
+                                if let Some(notice) = Notice::decode(row.get("line")) {
+                                    on_event(FeedEvent::Heard(notice));
+                                }
+                            }
+                        }
+                        Err(_) => {
+                            last = None;
+                            on_event(FeedEvent::Down);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! - [`ThrottleStore`]: login-failure counters.
 //! - [`RefreshStore`]: refresh tokens, found by hash, spent atomically.
 //! - [`KeyStore`]: signing keys (sealed) and server secrets.
+//! - [`ChangeFeed`]: tells every process sharing the stores what changed
+//!   (see [`feed`]).
 //!
 //! Each trait has few methods, and every operation that could race is one
 //! store call that the backend makes atomic (for example "count this failure
@@ -24,11 +26,13 @@ use tessera_core::{SecretHash, SessionRecord};
 use time::{Duration, OffsetDateTime};
 
 pub mod conformance;
+pub mod feed;
 mod memory;
 pub mod millis;
 #[cfg(feature = "sqlx")]
 pub mod sqlx_migrations;
 
+pub use feed::{Change, ChangeFeed, FeedEvent, LocalFeed, Notice};
 pub use memory::MemoryStore;
 
 /// How a database backend is opened: what a command may do to it.

@@ -334,7 +334,8 @@ impl Accounts {
         session: &SessionRecord,
         now: OffsetDateTime,
     ) -> Outcome<()> {
-        let current = self.stores.users.user_by_id(&user.id).await?;
+        // From the store, not the cache: the change may come from another instance.
+        let current = self.stores.users_uncached.user_by_id(&user.id).await?;
         if current.is_some_and(|u| u.password_hash == user.password_hash && u.disabled_at.is_none())
         {
             return Ok(());

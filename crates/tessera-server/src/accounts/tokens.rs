@@ -173,13 +173,15 @@ impl Tokens {
             }
             SpendOutcome::Unknown => return Err(refused("unknown")),
         };
-        let Some(session) = stores.sessions.session_by_id(&session_id).await? else {
+        // From the store, not the cache: a refresh extends the session's
+        // reach, so it must see a revocation made a moment ago anywhere.
+        let Some(session) = stores.sessions_uncached.session_by_id(&session_id).await? else {
             return Err(refused("unknown_session"));
         };
         if !session.is_live(now) {
             return Err(refused("revoked"));
         }
-        let Some(user) = stores.users.user_by_id(&session.user_id).await? else {
+        let Some(user) = stores.users_uncached.user_by_id(&session.user_id).await? else {
             return Err(refused("user_gone"));
         };
         if user.disabled_at.is_some() {

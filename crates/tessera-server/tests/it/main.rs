@@ -8,6 +8,7 @@ mod accounts;
 mod api_doc;
 mod axum_crate;
 mod browser;
+mod cache;
 mod cli;
 mod common;
 mod crash;

@@ -8,7 +8,7 @@ use crate::support::*;
 
 const ADMIN_KEY: &str = "the admin key for metrics tests";
 
-async fn scrape(server: &Server) -> String {
+pub(crate) async fn scrape(server: &Server) -> String {
     let res = server
         .client()
         .get(server.metrics_url("/metrics"))
@@ -21,7 +21,7 @@ async fn scrape(server: &Server) -> String {
 
 /// Sum of every sample of `family` whose labels contain all of `labels`
 /// (`name="value"` pairs), histograms by their `_count`.
-fn total(text: &str, family: &str, labels: &[&str]) -> f64 {
+pub(crate) fn total(text: &str, family: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {
@@ -213,6 +213,7 @@ async fn every_family_moves_with_its_event_and_passes_promtool() {
         ("tessera_key_reloads_total", &["outcome=\"rotated\""]),
         ("tessera_registrations_total", &[]),
         ("tessera_tokens_issued_total", &["delivery=\"body\""]),
+        ("tessera_auth_cache_requests_total", &["outcome=\"hit\""]),
         (
             "tessera_store_operation_duration_seconds",
             &["backend=\"sqlite\"", "operation=\"session_by_secret\""],
@@ -242,5 +243,6 @@ async fn every_family_moves_with_its_event_and_passes_promtool() {
             "{gauge} missing:\n{after}"
         );
     }
+    assert_eq!(total(&after, "tessera_auth_cache_feed_up", &[]), 1.0);
     promtool(&after);
 }

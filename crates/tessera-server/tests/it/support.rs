@@ -188,3 +188,27 @@ pub fn part(token: &str, i: usize) -> Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// Polls `GET /v1/me` with `h` until it answers `401`, and returns how long
+/// that took; fails if it still answers after `bound`. For changes made by
+/// another process, which reach a server's cache through the change feed.
+pub async fn refused_within(
+    server: &Server,
+    h: HeaderMap,
+    bound: std::time::Duration,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        let status = server.get("/v1/me", h.clone()).await.status().as_u16();
+        if status == 401 {
+            return start.elapsed();
+        }
+        assert_eq!(status, 200, "{}: /v1/me", server.base());
+        assert!(
+            start.elapsed() < bound,
+            "{}: still accepted {bound:?} after the change",
+            server.base()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
