@@ -65,6 +65,19 @@ async fn warm(servers: &[&Server], h: &reqwest::header::HeaderMap) {
     }
 }
 
+/// Once refused, refused for good: 100 parallel requests, none served from
+/// a copy that another request's read put back.
+async fn stays_refused(server: &Server, h: &reqwest::header::HeaderMap) {
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let request = server.client().get(server.url("/v1/me")).headers(h.clone());
+        all.spawn(async move { request.send().await.unwrap().status() });
+    }
+    while let Some(status) = all.join_next().await {
+        assert_eq!(status.unwrap(), 401, "{}", server.base());
+    }
+}
+
 async fn three_instances(args: Vec<String>) {
     let [a, b, c] = [
         Server::start_with(BIN, cached(args.clone())).await,
@@ -94,6 +107,7 @@ async fn three_instances(args: Vec<String>) {
     for s in [&b, &c] {
         let took = refused_within(s, session.cookie_only(), BOUND).await;
         eprintln!("logout on A refused on {} after {took:?}", s.base());
+        stays_refused(s, &session.cookie_only()).await;
     }
 
     // An access token, revoked (RFC 7009) on B.
@@ -112,6 +126,7 @@ async fn three_instances(args: Vec<String>) {
     for s in [&a, &c] {
         let took = refused_within(s, token.clone(), BOUND).await;
         eprintln!("revocation on B refused on {} after {took:?}", s.base());
+        stays_refused(s, &token).await;
     }
 
     // A user disabled by an operator on C: every credential, everywhere.
