@@ -594,6 +594,25 @@ class Bench:
                 grow = sum(b.values()) - sum(a.values())
                 res[key] = {"sessions": k, "bytes_total": grow, "bytes_per_session": round(grow / k),
                             "keys": len(b) - len(a)}
+            # PostgreSQL without Redis: sessions are rows there.
+            port = free_port()
+            tag = f"bench_{os.getpid()}_pgrow_{secrets.token_hex(3)}"
+            self.pg_tags.append(tag)
+            p = spawn([self.tessera, "serve", "--listen", f"127.0.0.1:{port}",
+                       "--insecure-dev-cookies", "--database", PG_URL, "--database-schema", tag],
+                      os.path.join(self.logs, "bytes-pg.log"), cpu=SERVER_CPU)
+            try:
+                wait_up(port, p, "bytes-pg")
+                creds = register(port)
+                for _ in range(k):
+                    session_login(port, creds)
+            finally:
+                stop(p)
+            q = (f'SELECT count(*), avg(pg_column_size(s.*))::int FROM "{tag}".sessions s')
+            out = subprocess.run(["psql", PG_URL, "-tAc", q], capture_output=True, text=True,
+                                 check=True).stdout.strip().split("|")
+            res["pg_cookie_session"] = {"sessions": int(out[0]), "row_bytes": int(out[1]),
+                                        "bytes_per_session": int(out[1]) + 4}
         self.extra["bytes"] = res
         log(f"bytes per user: {res}")
 

@@ -329,6 +329,11 @@ def item6(res, med):
         r = b["redis_token_session"]
         lines.append(f"| tessera token session, Redis | {fmt(r['bytes_per_session'])} | the same, "
                      f"{r['sessions']} token logins ({r['keys']} keys) |")
+    if "pg_cookie_session" in b:
+        r = b["pg_cookie_session"]
+        lines.append(f"| cookie session, PostgreSQL without Redis (heap tuple, indexes not "
+                     f"counted) | {fmt(r['bytes_per_session'])} | `avg(pg_column_size(row))` over "
+                     f"{r['sessions']} sessions (the tuple with its header) + its 4-byte line pointer |")
     lines.append("| stateless JWT | 0 | nothing is kept; nothing can be revoked either |")
     out.append("\n".join(lines))
     out.append("\n### A million live sessions on SQLite\n")
@@ -470,6 +475,42 @@ def machine_text(res):
     return "\n".join(lines)
 
 
+def commands_text(res):
+    m = res["meta"]
+    c, w, d = m["server_cpu"], m["wrk_cpu"], m["duration"]
+    nocache = " (`session-pg-redis-nocache` adds `--auth-cache-ttl 0s`)" if m.get("cache_flag") \
+        else ""
+    return "\n".join([
+        "```sh",
+        "# the build (scripts/bench runs these)",
+        "cargo build --profile dist --locked --bin tessera",
+        "cargo build --profile dist --locked -p tessera-core --example argon2_bound",
+        "CARGO_TARGET_DIR=$WORK_DIR/peers-target cargo build --release "
+        "--manifest-path ../shared/peers/ceiling/Cargo.toml --bin tessera-ceiling",
+        "CARGO_TARGET_DIR=$WORK_DIR/peers-target cargo build --release "
+        "--manifest-path ../shared/peers/axum-login/Cargo.toml",
+        "(cd $WORK_DIR/node-express && npm ci --omit=dev)   # a copy of ../shared/peers/node-express",
+        "# the servers, one at a time",
+        f"taskset -c {c} target/dist/tessera serve --listen 127.0.0.1:PORT --insecure-dev-cookies "
+        "--database sqlite://DIR/tessera.db",
+        f"TESSERA_MASTER_KEY=<random, per run> taskset -c {c} target/dist/tessera serve "
+        "--listen 127.0.0.1:PORT --insecure-dev-cookies "
+        "--database postgres://postgres@127.0.0.1:5432/test --database-schema S "
+        "--redis redis://127.0.0.1:6379 --redis-prefix S",
+        f"PORT=PORT JWT_ALG=HS256|EdDSA taskset -c {c} tessera-ceiling",
+        f"PORT=PORT STORE=sqlite|moka-sqlite DB=DIR/peer.db taskset -c {c} tessera-peer-axum-login",
+        f"PORT=PORT STORE=memory|redis NODE_ENV=production taskset -c {c} node server.js",
+        "# the load, per mode (after a warm-up run of the same)",
+        f"taskset -c {w} wrk -t1 -c{m['connections']} -d{d}s --timeout 10s "
+        "-s scripts/bench.d/bench.lua http://127.0.0.1:PORT/PATH",
+        "# me-during-login-flood: at the same time, on the same CPU",
+        f"taskset -c {w} wrk -t1 -c{m['flood_connections']} -d{d + 2}s --timeout 10s "
+        "-s scripts/bench.d/bench.lua http://127.0.0.1:PORT/v1/sessions   # POST, right password",
+        "# the login bound, once per round",
+        f"taskset -c {c} target/dist/examples/argon2_bound 30",
+        "```"]) + nocache
+
+
 def generated(res):
     med = medians(res)
     m = res["meta"]
@@ -483,6 +524,9 @@ def generated(res):
                "reversed every other round; medians; non-2xx summed over all runs." + smoke + "\n")
     out.append("Machine:\n")
     out.append(machine_text(res) + "\n")
+    out.append("Commands (`PORT` a free port, `DIR` a fresh directory per start, `S` a fresh "
+               "schema and Redis prefix per start):\n")
+    out.append(commands_text(res) + "\n")
     out.append("![req/s per mode and server](benchmarks.svg)\n")
     out.append(main_table(res, med) + "\n")
     out.append("`× ceiling, same mode`: tessera's EdDSA tokens against the ceiling's EdDSA "
