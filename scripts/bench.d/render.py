@@ -412,7 +412,8 @@ def item6(res, med):
         out.append("\n".join(lines))
         lag = lo.get("invalidation_lag_metric")
         out.append("\nCross-instance cache: "
-                   + (f"`tessera_auth_cache_invalidation_lag_seconds` read {lag}."
+                   + (f"`tessera_auth_cache_invalidation_lag_seconds` on instance B after the "
+                      f"logouts: {lag_text(lag)}."
                       if lag else "this build has no in-process auth cache "
                       "(`tessera_auth_cache_invalidation_lag_seconds` absent), so every request "
                       "reads the shared store and another instance sees a logout at once. When "
@@ -459,6 +460,27 @@ def in_short(res, med):
                     f"stays valid until it expires, up to {j['exp_minus_iat_s'] / 60:.0f} minutes "
                     "later. That is what the stateless token's saving buys.")
     return " ".join(said) or "_not measured in this run_"
+
+
+def lag_text(lag):
+    """count, mean and the smallest bucket bound holding every sample of the
+    histogram's series ([suffix, labels, value] triples from /metrics)."""
+    count = sum(float(v) for suf, _, v in lag if suf == "_count")
+    total = sum(float(v) for suf, _, v in lag if suf == "_sum")
+    bound = None
+    for suf, labels, v in lag:
+        if suf == "_bucket" and count and float(v) >= count:
+            le = labels.split('le="')[1].split('"')[0] if 'le="' in labels else None
+            if le and le != "+Inf" and (bound is None or float(le) < bound):
+                bound = float(le)
+    quant = [(labels, v) for suf, labels, v in lag if suf == "" and "quantile" in labels]
+    parts = [f"{count:.0f} invalidations"]
+    if count:
+        parts.append(f"mean {total / count * 1000:.2f} ms")
+    if bound is not None:
+        parts.append(f"all within {bound * 1000:g} ms")
+    parts += [f"{lb} {float(v) * 1000:.2f} ms" for lb, v in quant]
+    return ", ".join(parts)
 
 
 def machine_text(res):
