@@ -697,6 +697,7 @@ class Bench:
                     self.check(port, spec, "session")
                 conns = max(8, CONNECTIONS // n)
                 procs = []
+                cpu0, tess0 = cpu_times(), sum(proc_cpu(p.pid) for p in ps)
                 for port in ports:
                     cmd, env = wrk_cmd(port, spec, f"x{n}", self.a.duration, conns)
                     cmd = cmd[3:]  # no taskset: the machine has 2 cores for everything
@@ -710,7 +711,13 @@ class Bench:
                     out, _ = wp.communicate(timeout=self.a.duration + 60)
                     PROCS.pop(wp.pid, None)
                     outs.append(parse_wrk(out))
-                res[str(n)] = {"rps": sum(o["rps"] for o in outs),
+                cpu1, tess1 = cpu_times(), sum(proc_cpu(p.pid) for p in ps)
+                wall = (cpu1[1] - cpu0[1]) / os.cpu_count()   # ticks per CPU
+                busy = 1 - (cpu1[0] - cpu0[0]) / max(cpu1[1] - cpu0[1], 1)
+                res[str(n)] = {
+                               "machine_busy": round(busy, 3),
+                               "tessera_cpu_share": round((tess1 - tess0) / max(cpu1[1] - cpu0[1], 1), 3),
+                               "cores": os.cpu_count(), "wall_ticks": wall,"rps": sum(o["rps"] for o in outs),
                                "p99_max": max(o["p99"] for o in outs),
                                "non2xx": sum(o["non2xx"] for o in outs),
                                "per_instance": [o["rps"] for o in outs],
@@ -800,6 +807,23 @@ def propagation(port, headers, do_logout, limit_s=30.0):
         ok_after += 1
         time.sleep(0.005)
     return {"logout_status": st, "ms_to_401": None, "200s_after_logout": ok_after}
+
+
+def cpu_times():
+    """(idle + iowait ticks, all ticks) of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[3] + v[4], sum(v[:8])
+
+
+def proc_cpu(pid):
+    """user + system ticks of one process (all its threads)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return int(v[11]) + int(v[12])
+    except OSError:
+        return 0
 
 
 def vm(pid):

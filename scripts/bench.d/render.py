@@ -364,19 +364,27 @@ def item6(res, med):
     inst = e.get("instances") or {}
     if inst:
         out.append("| instances | `/v1/me` req/s (session, summed) | per instance | worst p99 ms |"
-                   " non-2xx |\n|---:|---:|---|---:|---:|")
+                   " non-2xx | machine CPU busy | of it tessera |\n|---:|---:|---|---:|---:|---:|---:|")
         for n, v in sorted(inst.items()):
+            busy = f"{v['machine_busy']:.0%}" if "machine_busy" in v else "–"
+            share = f"{v['tessera_cpu_share']:.0%}" if "tessera_cpu_share" in v else "–"
             out.append(f"| {n} | {fmt(v['rps'])} | {', '.join(fmt(x) for x in v['per_instance'])}"
-                       f" | {v['p99_max']:.2f} | {v['non2xx']} |")
-        out.append(f"\nOne wrk per instance, started together, each with "
-                   f"{inst['1']['connections_each'] if '1' in inst else '?'} connections or fewer "
-                   "(32 ÷ instances, at least 8), rates summed; nothing pinned, so the "
-                   f"instances, PostgreSQL, Redis and wrk share the machine's "
-                   f"{m['machine'].get('nproc', '?')} cores. On this machine the sum cannot grow "
-                   "with the instances: they take the cores from each other and from Redis and "
-                   "wrk. What the rows show is that a session made on one instance is valid on "
-                   "every other (the script checks it before measuring) and that the shared "
-                   "store is not what limits: the cores are. Scale-out needs a machine with a "
+                       f" | {v['p99_max']:.2f} | {v['non2xx']} | {busy} | {share} |")
+        busy_all = [v["machine_busy"] for v in inst.values() if "machine_busy" in v]
+        busiest = max(busy_all) if busy_all else None
+        limit = "" if busiest is None else (f"The machine's CPU was up to {busiest:.0%} busy: on this machine the cores "
+                 "limit, and more instances only share them out (among themselves and with "
+                 "PostgreSQL, Redis and wrk)." if busiest >= 0.9 else
+                 f"The machine's CPU was at most {busiest:.0%} busy, so something other than "
+                 "the cores (the shared store, or wrk) held the rate; see the logs.")
+        out.append(f"\nOne wrk per instance, started together, with 32 ÷ instances connections "
+                   "each (at least 8), rates summed; nothing pinned, so the instances, "
+                   "PostgreSQL, Redis and wrk share the machine's "
+                   f"{m['machine'].get('nproc', '?')} cores. The last two columns: the share of "
+                   "all the machine's CPU time that was busy during the run, and the share the "
+                   "tessera instances used (the rest: PostgreSQL, Redis, wrk, the kernel). "
+                   + (limit + " " if limit else "") + "The script checks before measuring that a session made on one "
+                   "instance is valid on every other. Scale-out itself needs a machine with a "
                    "core per instance plus the stores' own.")
     else:
         out.append("_not measured in this run_")
