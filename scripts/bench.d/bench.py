@@ -370,10 +370,16 @@ class Bench:
             # warm-up's queued hashes (up to one per connection) drain first.
             time.sleep(2 if self.a.warmup > 0 else 0)
             bound = self.argon2_bound()
-            self.extra.setdefault("argon2_bound", []).append(bound)
-            log(f"round {rnd}  argon2 bound: {bound['rps']:.1f} checks/s ({bound['ms']:.1f} ms each)")
         r = run_wrk(port, spec, mode, self.a.duration)
         if bound:
+            # ... and again after it (once its queue has drained): a bound is
+            # the best case, so the faster of the two counts.
+            time.sleep(2)
+            after = self.argon2_bound()
+            if after["rps"] > bound["rps"]:
+                bound = after
+            self.extra.setdefault("argon2_bound", []).append(bound)
+            log(f"round {rnd}  argon2 bound: {bound['rps']:.1f} checks/s ({bound['ms']:.1f} ms each)")
             r["argon2_bound"] = bound["rps"]
         return r
 

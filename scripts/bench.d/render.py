@@ -536,7 +536,7 @@ def commands_text(res):
         "# me-during-login-flood: at the same time, on the same CPU",
         f"taskset -c {w} wrk -t1 -c{m['flood_connections']} -d{d + 2}s --timeout 10s "
         "-s scripts/bench.d/bench.lua http://127.0.0.1:PORT/v1/sessions   # POST, right password",
-        "# the login bound, just before each tessera login run",
+        "# the login bound, just before and after each tessera login run",
         f"taskset -c {c} target/dist/examples/argon2_bound 30",
         "```"]) + nocache
 
@@ -571,8 +571,8 @@ def generated(res):
                    f"per second on one core ({statistics.median(x['ms'] for x in b):.1f} ms each), "
                    f"median of {len(b)} (`target/dist/examples/argon2_bound {b[0]['n']}`, "
                    "tessera-core's own hasher with the server's default cost, pinned to the "
-                   "server's CPU, run just before each `login` run of tessera while the server "
-                   "is idle).\n")
+                   "server's CPU while the server is idle, just before and just after each "
+                   "`login` run of tessera; the faster of the two counts).\n")
     pool = res["extra"].get("pool")
     if pool:
         out.append(f"`bearer-pool`: {pool['tokens']:,} access tokens of {pool['sessions']:,} "
