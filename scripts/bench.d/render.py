@@ -123,6 +123,10 @@ def targets(res, med):
     b = bound(res)
     add("tessera `login` ÷ argon2 bound (one check per core at a time)",
         g("tessera", "login"), b, 0.85)
+    if b and g("tessera", "login") and g("tessera", "login") > b * 1.05:
+        out[-1] = (out[-1][0] + " (above 1: the bound, measured in a process of its own, came "
+                   "out slower than the server's hashing thread; read it as at the bound)",) \
+            + out[-1][1:]
     f = p99("tessera", "me-during-login-flood")
     out.append(("`/v1/me` p99 during a login flood", "not measured" if f is None else f"{f:.2f} ms",
                 "≤ 10 ms", None if f is None else f <= 10))
@@ -230,8 +234,9 @@ def main_table(res, med):
         name, mode = LABEL.get(k, k)
         if k[1] == "me-during-login-flood":
             mode += f" (logins meanwhile: {v.get('flood_login_rps', 0):.0f}/s)"
+        vs_ceil = "–" if k[1] == "login" else ratio(v["rps"], ceil)   # argon2-bound, not HTTP
         lines.append(f"| {name} | {mode} | {fmt(v['rps'])} | {v['p50']:.2f} | {v['p99']:.2f} | "
-                     f"{v['non2xx']} | {ratio(v['rps'], ceil)} | "
+                     f"{v['non2xx']} | {vs_ceil} | "
                      f"{ratio(v['rps'], same['rps']) if same else '–'} |")
     return "\n".join(lines)
 
