@@ -53,6 +53,10 @@ pub enum Command {
     /// Read access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print the OpenAPI 3.1 document of the HTTP API, as `GET /openapi.json`
+    /// serves it: generated from the server's code, it needs no settings,
+    /// database or running server.
+    Openapi,
 }
 
 /// `tessera keys …`.

@@ -100,6 +100,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Err(anyhow::Error::new(NotVerified))
             }
         }
+        Command::Openapi => {
+            println!("{}", crate::openapi::json());
+            Ok(())
+        }
         Command::Config(ConfigCommand::Check(args)) => {
             let settings = Settings::resolve(*args)?;
             settings.check_serve()?;

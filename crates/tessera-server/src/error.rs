@@ -12,6 +12,18 @@ use tessera_store::StoreError;
 
 use crate::accounts::Denied;
 
+/// The body of every error response, on every route (`docs/api.md`,
+/// Conventions). Named `Error` in the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// A stable `snake_case` code (docs/api.md, Error codes): clients decide
+    /// on the status and this code.
+    pub error: String,
+    /// A sentence for people; it may change.
+    pub message: String,
+}
+
 /// An error response.
 #[derive(Debug)]
 pub struct ApiError {
@@ -226,7 +238,10 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "message": self.message });
+        let body = ErrorBody {
+            error: self.code.to_owned(),
+            message: self.message.into_owned(),
+        };
         let mut res = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers {
             res.headers_mut().append(name, value);

@@ -19,6 +19,7 @@ pub mod extract;
 pub mod handlers;
 pub mod keys;
 pub mod listener;
+pub mod openapi;
 pub mod origin;
 pub mod pages;
 pub mod passwords;

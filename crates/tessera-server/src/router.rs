@@ -26,7 +26,7 @@ use crate::telemetry::REQUEST_DURATION;
 struct Route(String);
 
 /// Declares every route once: [`ROUTES`], the `(method, path)` list that
-/// `docs/api.md` and `openapi.json` are tested against, and the router built
+/// `docs/api.md` and the OpenAPI document are tested against, and the router built
 /// from the same lines, so the two cannot drift apart.
 macro_rules! routes {
     ($($method:ident $path:literal => $handler:path;)*) => {
@@ -73,7 +73,7 @@ routes! {
     POST "/account/password" => pages::change_password;
     POST "/account/tamper" => pages::tamper;
     GET "/v1/tokens/resume" => pages::resume;
-    POST "/v1/tokens/logout" => pages::logout;
+    POST "/v1/tokens/logout" => pages::token_logout;
     GET "/assets/pages.css" => pages::stylesheet;
     GET "/assets/pages.js" => pages::script;
 }

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tessera_core::Refusal;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::accounts::{self, Attempt, Delivery, Ending, Registrar};
 use crate::app::{App, AppState};
@@ -139,34 +140,73 @@ fn notice(key: Option<&str>) -> Option<&'static str> {
 }
 
 /// The query of the pages: where to go after logging in, and a notice.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Where to go afterwards: a path on this origin, else `/account`.
     next: Option<String>,
+    /// A notice to show, by key (`registered`, `signed_out`, …); any other
+    /// key shows nothing.
     notice: Option<String>,
 }
 
 /// `GET /`: the account page, or logging in first.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "pages",
+    responses(
+        (status = 303, description = "To `/account`.", headers(("Location" = String))),
+    )
+)]
 pub async fn home() -> Response {
     see_other("/account")
 }
 
 /// `GET /signup`.
+#[utoipa::path(
+    get,
+    path = "/signup",
+    tag = "pages",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The sign-up form.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn signup_page(Query(q): Query<PageQuery>) -> Response {
     let next = next_or_account(q.next.as_deref());
     html(StatusCode::OK, view::signup(next, "", None))
 }
 
 /// The sign-up form.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SignupForm {
+    /// As for `POST /v1/users`.
     username: String,
+    /// As for `POST /v1/users`.
     password: String,
+    /// Where to go after logging in.
     #[serde(default)]
     next: String,
 }
 
 /// `POST /signup`: [`Accounts::register`](crate::accounts::Accounts::register),
 /// then the login page.
+#[utoipa::path(
+    post,
+    path = "/signup",
+    tag = "pages",
+    request_body(content = SignupForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Registered: to `/login?notice=registered&next=…`.", headers(("Location" = String))),
+        (status = 400, description = "The form again, with the message: username or password out of bounds, or a password too easy to guess.", content_type = "text/html", body = String),
+        (status = 403, description = "The form again: registration is closed.", content_type = "text/html", body = String),
+        (status = 409, description = "The form again: the username is taken.", content_type = "text/html", body = String),
+        (status = 429, description = "The form again: the registration throttle holds.", content_type = "text/html", body = String,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn signup(
     State(app): State<AppState>,
     Client(client): Client,
@@ -191,15 +231,28 @@ pub async fn signup(
         }
         Err(denied) => {
             let e = ApiError::from(denied);
-            html(
+            let mut res = html(
                 e.status(),
                 view::signup(next, &form.username, Some(e.message())),
-            )
+            );
+            if let Some(retry) = e.retry_after() {
+                res.headers_mut().insert(header::RETRY_AFTER, retry);
+            }
+            res
         }
     }
 }
 
 /// `GET /login`.
+#[utoipa::path(
+    get,
+    path = "/login",
+    tag = "pages",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The login form, with the notice of `notice` if it names one.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn login_page(Query(q): Query<PageQuery>) -> Response {
     let next = next_or_account(q.next.as_deref());
     html(
@@ -209,15 +262,18 @@ pub async fn login_page(Query(q): Query<PageQuery>) -> Response {
 }
 
 /// The login form.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginForm {
+    /// The username, in any case.
     username: String,
+    /// The password.
     password: String,
     /// `session` (a session cookie) or `token` (tokens in cookies).
     #[serde(default)]
     method: String,
     /// A checkbox: present when ticked.
     remember: Option<String>,
+    /// Where to go after logging in.
     #[serde(default)]
     next: String,
 }
@@ -225,6 +281,20 @@ pub struct LoginForm {
 /// `POST /login`: [`Accounts::log_in`](crate::accounts::Accounts::log_in)
 /// (a session cookie) or [`Tokens::log_in`](crate::accounts::Tokens::log_in)
 /// (tokens in cookies, as `POST /v1/tokens?cookie=true`), then `next`.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "pages",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Logged in: to `next`, with the session cookie or the token cookies and the device cookie.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "The form again: the username or password is incorrect.", content_type = "text/html", body = String),
+        (status = 429, description = "The form again: the login throttle holds.", content_type = "text/html", body = String,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn login(
     State(app): State<AppState>,
     Client(client): Client,
@@ -425,6 +495,18 @@ async fn account_page(
 
 /// `GET /account`: who you are, how this request authenticated, your
 /// devices, the password form, and "under the hood".
+#[utoipa::path(
+    get,
+    path = "/account",
+    tag = "pages",
+    params(PageQuery),
+    security((), ("sessionCookie" = []), ("accessCookie" = [])),
+    responses(
+        (status = 200, description = "The account page of the credential in the cookies.", content_type = "text/html", body = String),
+        (status = 303, description = "No credential that works: through `/v1/tokens/resume` to the login page.", headers(("Location" = String))),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn account(
     State(app): State<AppState>,
     Query(q): Query<PageQuery>,
@@ -438,16 +520,21 @@ pub async fn account(
 }
 
 /// A form of the account page: its CSRF token, and maybe more.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AccountForm {
+    /// The session's CSRF token (session cookies; or `X-CSRF-Token`).
     #[serde(default)]
     csrf_token: String,
+    /// `POST /account/devices/end`: the session to end.
     #[serde(default)]
     session_id: String,
+    /// `POST /account/password`: the password now.
     #[serde(default)]
     current_password: String,
+    /// `POST /account/password`: the new password.
     #[serde(default)]
     new_password: String,
+    /// `POST /account/tamper`: the `sub` to forge (default `"1"`).
     #[serde(default)]
     sub: String,
 }
@@ -481,6 +568,19 @@ async fn form_principal(
 /// `POST /account/devices/end`:
 /// [`Accounts::end_session`](crate::accounts::Accounts::end_session) for one
 /// of your devices; ending this one signs you out here.
+#[utoipa::path(
+    post,
+    path = "/account/devices/end",
+    tag = "pages",
+    request_body(content = AccountForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("sessionCookie" = []), ("accessCookie" = [])),
+    responses(
+        (status = 303, description = "Done (to `/account?notice=…`, or `/login?notice=signed_out`), or without a working credential through `/v1/tokens/resume` or to the login page.", headers(("Location" = String))),
+        (status = 403, description = "The form was not sent by this page (a missing or wrong CSRF token): a page saying so.", content_type = "text/html", body = String),
+        (status = 404, description = "The account page with the message: no such session of yours.", content_type = "text/html", body = String),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn end_device(
     State(app): State<AppState>,
     Client(client): Client,
@@ -517,6 +617,18 @@ pub async fn end_device(
 
 /// `POST /account/devices/end-others`:
 /// [`Accounts::end_other_sessions`](crate::accounts::Accounts::end_other_sessions).
+#[utoipa::path(
+    post,
+    path = "/account/devices/end-others",
+    tag = "pages",
+    request_body(content = AccountForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("sessionCookie" = []), ("accessCookie" = [])),
+    responses(
+        (status = 303, description = "Done (to `/account?notice=…`, or `/login?notice=signed_out`), or without a working credential through `/v1/tokens/resume` or to the login page.", headers(("Location" = String))),
+        (status = 403, description = "The form was not sent by this page (a missing or wrong CSRF token): a page saying so.", content_type = "text/html", body = String),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn end_others(
     State(app): State<AppState>,
     Client(client): Client,
@@ -539,6 +651,21 @@ pub async fn end_others(
 /// `POST /account/password`:
 /// [`Accounts::change_password`](crate::accounts::Accounts::change_password),
 /// which signs out every other device.
+#[utoipa::path(
+    post,
+    path = "/account/password",
+    tag = "pages",
+    request_body(content = AccountForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("sessionCookie" = []), ("accessCookie" = [])),
+    responses(
+        (status = 303, description = "Done (to `/account?notice=…`, or `/login?notice=signed_out`), or without a working credential through `/v1/tokens/resume` or to the login page.", headers(("Location" = String))),
+        (status = 400, description = "The account page with the message: the new password is out of bounds or too easy to guess.", content_type = "text/html", body = String),
+        (status = 401, description = "The account page with the message: the current password is not right.", content_type = "text/html", body = String),
+        (status = 403, description = "The form was not sent by this page (a missing or wrong CSRF token): a page saying so.", content_type = "text/html", body = String),
+        (status = 429, description = "The account page with the message: the login throttle holds.", content_type = "text/html", body = String),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn change_password(
     State(app): State<AppState>,
     Client(client): Client,
@@ -591,6 +718,19 @@ fn verdict(r: Refusal) -> String {
 /// the original signature. A session cookie: the secret with one character
 /// changed, as a guess at someone else's. The altered credential never
 /// leaves the server; the page shows the altered claims and the verdict.
+#[utoipa::path(
+    post,
+    path = "/account/tamper",
+    tag = "pages",
+    request_body(content = AccountForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("sessionCookie" = []), ("accessCookie" = [])),
+    responses(
+        (status = 200, description = "The account page with the altered credential and the server's verdict.", content_type = "text/html", body = String),
+        (status = 303, description = "Without a working credential: through `/v1/tokens/resume` or to the login page.", headers(("Location" = String))),
+        (status = 403, description = "The form was not sent by this page (a missing or wrong CSRF token): a page saying so.", content_type = "text/html", body = String),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn tamper(
     State(app): State<AppState>,
     FormBody(parts, form): FormBody<AccountForm>,
@@ -679,6 +819,19 @@ fn clear_credentials(app: &App, h: &mut HeaderMap) {
 /// the refresh cookie included, which only the `/v1/tokens` path receives
 /// (so the token page's form posts there: it ends the family even after
 /// the access token expired). Then every credential cookie is cleared.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "pages",
+    request_body(content = AccountForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("sessionCookie" = []), ("accessCookie" = [])),
+    responses(
+        (status = 303, description = "Signed out: every credential cookie cleared, to `/login?notice=signed_out`.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 403, description = "The form was not sent by this page (a missing or wrong CSRF token): a page saying so.", content_type = "text/html", body = String),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn logout(
     State(app): State<AppState>,
     Client(client): Client,
@@ -728,6 +881,29 @@ pub async fn logout(
     res
 }
 
+/// `POST /v1/tokens/logout`: [`logout`] under `/v1/tokens`, where the
+/// browser sends the refresh cookie too.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens/logout",
+    tag = "pages",
+    request_body(content = AccountForm, content_type = "application/x-www-form-urlencoded"),
+    security((), ("accessCookie" = []), ("refreshCookie" = [])),
+    responses(
+        (status = 303, description = "Signed out: every credential cookie cleared, to `/login?notice=signed_out`.",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 403, description = "The form was not sent by this page (a missing or wrong CSRF token): a page saying so.", content_type = "text/html", body = String),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
+pub async fn token_logout(
+    state: State<AppState>,
+    client: Client,
+    form: FormBody<AccountForm>,
+) -> Response {
+    logout(state, client, form).await
+}
+
 /// `GET /v1/tokens/resume?next=PATH`: where a page sends a browser whose
 /// access-token cookie has expired (or which has no credential at all). With
 /// a refresh cookie (sent only to `/v1/tokens`),
@@ -735,6 +911,18 @@ pub async fn logout(
 /// cookies and the browser goes back to `next`; without one, or when the
 /// refresh is refused, the token cookies are cleared and the browser goes
 /// to the login page (with `next`). `next` must be a path on this origin.
+#[utoipa::path(
+    get,
+    path = "/v1/tokens/resume",
+    tag = "pages",
+    params(PageQuery),
+    security((), ("refreshCookie" = [])),
+    responses(
+        (status = 303, description = "To `next` with new token cookies, or to the login page (clearing the token cookies if there were any).",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 503, description = "A store does not answer: a page saying so.", content_type = "text/html", body = String),
+    )
+)]
 pub async fn resume(
     State(app): State<AppState>,
     Client(client): Client,
@@ -782,12 +970,28 @@ pub async fn resume(
 }
 
 /// `GET /assets/pages.css`.
+#[utoipa::path(
+    get,
+    path = "/assets/pages.css",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The pages' stylesheet.", content_type = "text/css", body = String),
+    )
+)]
 pub async fn stylesheet() -> Response {
     asset(include_str!("assets/pages.css"), "text/css; charset=utf-8")
 }
 
 /// `GET /assets/pages.js`: the countdowns (a file, so the CSP forbids
 /// inline script).
+#[utoipa::path(
+    get,
+    path = "/assets/pages.js",
+    tag = "pages",
+    responses(
+        (status = 200, description = "The account page's countdown script.", content_type = "text/javascript", body = String),
+    )
+)]
 pub async fn script() -> Response {
     asset(
         include_str!("assets/pages.js"),

@@ -1,6 +1,7 @@
 //! `docs/api.md` kept true: its routes against the router's `ROUTES` and the
 //! running server, its error codes against the source, its settings against
-//! the command line of `tessera serve`, its paths against `openapi.json`.
+//! the command line of `tessera serve`, its routes against the OpenAPI
+//! document generated from the handlers (`GET /openapi.json`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use clap::CommandFactory;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use tessera_server::cli::Cli;
-use tessera_server::handlers::ops::OPENAPI;
+use tessera_server::openapi;
 use tessera_server::router::ROUTES;
 use tessera_server::settings::{Settings, SettingsArgs, parse_duration};
 
@@ -343,29 +344,100 @@ fn every_setting_is_documented() {
     }
 }
 
-#[test]
-fn the_openapi_document_has_the_same_routes() {
-    let openapi: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-    let paths = openapi["paths"].as_object().unwrap();
+/// The `(METHOD, /path)` operations of the generated OpenAPI document.
+fn openapi_operations(doc: &serde_json::Value) -> BTreeSet<Route> {
     let mut operations = BTreeSet::new();
-    for (path, item) in paths {
-        for method in item.as_object().unwrap().keys() {
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("a path item").keys() {
             let upper = method.to_uppercase();
             if METHODS.contains(&upper.as_str()) {
                 operations.insert((upper, path.clone()));
             }
         }
     }
-    let doc = doc();
-    let documented = mentioned_routes(&doc);
-    let doc_paths: BTreeSet<&String> = documented.iter().map(|(_, p)| p).collect();
-    let api_paths: BTreeSet<&String> = paths.keys().collect();
-    assert_eq!(
-        api_paths, doc_paths,
-        "the paths of openapi.json (left) and of docs/api.md (right) differ"
+    operations
+}
+
+/// Both ways: an operation the router lacks, or a route the document lacks,
+/// fails, naming it.
+fn assert_same_routes(documented: &BTreeSet<Route>, served: &BTreeSet<Route>) {
+    let undocumented: BTreeSet<_> = served.difference(documented).cloned().collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes the router serves that the OpenAPI document lacks (add #[utoipa::path] to the \
+         handler and list it in src/openapi.rs): {}",
+        show(&undocumented)
     );
+    let unserved: BTreeSet<_> = documented.difference(served).cloned().collect();
+    assert!(
+        unserved.is_empty(),
+        "operations of the OpenAPI document that the router does not serve: {}",
+        show(&unserved)
+    );
+}
+
+#[test]
+fn the_openapi_document_has_exactly_the_routes_of_the_router() {
+    let doc = openapi::document();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let served = router_routes();
+    let documented = openapi_operations(&doc);
+    assert_same_routes(&documented, &served);
+    // The comparison catches a missing route, and an extra one.
+    let mut fewer = documented.clone();
+    fewer.remove(&("POST".to_owned(), "/v1/tokens/introspect".to_owned()));
+    let missing = std::panic::catch_unwind(|| assert_same_routes(&fewer, &served));
+    let message = missing.expect_err("a route missing from the document must fail");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("POST /v1/tokens/introspect"), "{message}");
+    let mut more = documented.clone();
+    more.insert(("GET".to_owned(), "/v1/nowhere".to_owned()));
+    assert!(std::panic::catch_unwind(|| assert_same_routes(&more, &served)).is_err());
+    assert!(
+        openapi::problems().is_empty(),
+        "the generated OpenAPI document is inconsistent:\n{}",
+        openapi::problems().join("\n")
+    );
+}
+
+#[test]
+fn the_openapi_document_has_the_routes_of_docs_api_md() {
+    let doc = openapi::document();
+    let operations = openapi_operations(&doc);
+    let documented = mentioned_routes(&self::doc());
     assert_eq!(
         operations, documented,
-        "the operations of openapi.json (left) and the routes of docs/api.md (right) differ"
+        "the operations of the OpenAPI document (left) and the routes of docs/api.md (right) differ"
     );
+}
+
+#[test]
+fn the_openapi_error_codes_are_the_codes_of_the_source() {
+    let produced = produced_error_codes();
+    let listed: BTreeSet<String> = openapi::ERROR_CODES
+        .iter()
+        .map(|(c, ..)| (*c).to_owned())
+        .collect();
+    assert_eq!(
+        listed, produced,
+        "openapi::ERROR_CODES (left) and the codes the source produces (right) differ"
+    );
+    // Each with the status docs/api.md gives it.
+    let doc = doc();
+    for row in table_rows(section(&doc, "Error codes")) {
+        let code = first_cell(row).trim_matches('`');
+        if code == "code" {
+            continue;
+        }
+        let status = row.split('|').nth(2).unwrap_or("").trim();
+        let listed = openapi::ERROR_CODES.iter().find(|(c, ..)| *c == code);
+        assert_eq!(
+            listed.map(|(_, s, _)| s.to_string()).as_deref(),
+            Some(status),
+            "{code}: docs/api.md and openapi::ERROR_CODES give different statuses"
+        );
+    }
 }

@@ -164,6 +164,15 @@ fn a_config_file_is_read_and_checked() {
 }
 
 #[test]
+fn openapi_prints_the_served_document() {
+    let (code, stdout, stderr) = run(&["openapi"], &[], None);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc, tessera_server::openapi::document());
+}
+
+#[test]
 fn help_explains_every_option() {
     let (code, stdout, _) = run(&["serve", "--help"], &[], None);
     assert_eq!(code, 0);

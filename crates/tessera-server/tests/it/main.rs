@@ -21,6 +21,7 @@ mod outage;
 mod pages;
 mod proxies;
 mod scale;
+mod schemathesis;
 mod sessions;
 mod setup_errors;
 mod slow_clients;
