@@ -156,6 +156,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     maintenance.abort();
     key_reload.abort();
+    // The last requests' access lines, before the line that says it stopped.
+    crate::access_log::flush();
     tracing::info!("stopped");
     Ok(())
 }
