@@ -109,11 +109,11 @@ routes! {
 /// Builds the whole application; `tessera serve` serves it
 /// ([`crate::listener::serve`]).
 ///
-/// The shared middleware, outermost first: the access log, limits, headers
-/// and metrics ([`common`]); the body limit of the extractors; the panic
-/// catcher; the body read ([`read_body`]) and the cross-site guard
-/// ([`crate::origin`]); then the routes. Two `from_fn` layers in all, around
-/// the whole router: each one boxes a future and a service per request.
+/// The shared middleware, outermost first: [`common`] (the access log, the
+/// limits, the body read, the cross-site guard, the headers and the
+/// metrics); the body limit of the extractors; the panic catcher; then the
+/// routes. One `from_fn` layer around the whole router: each one boxes a
+/// future and a service per request.
 pub fn router(
     app: AppState,
 ) -> impl tower::Service<
@@ -125,7 +125,6 @@ pub fn router(
 + Send
 + Sync
 + 'static {
-    let body_read_timeout = app.settings.body_read_timeout.unsigned_abs();
     let routes = api_routes()
         .fallback(|| async { ApiError::not_found("No such route.") })
         .method_not_allowed_fallback(|| async {
@@ -136,10 +135,6 @@ pub fn router(
             )
         })
         .with_state(app.clone());
-    let read = ReadBody {
-        limit: body_read_timeout,
-        app: app.clone(),
-    };
     tower::ServiceBuilder::new()
         .layer(middleware::from_fn_with_state(app, common))
         // Every body-reading extractor stops at 64 KiB, whatever it is.
@@ -149,10 +144,6 @@ pub fn router(
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))
-        // Inside `common` too: a 408 or a 403 gets the common headers and
-        // metrics, and a Content-Length over the limit is refused before any
-        // is read.
-        .layer(middleware::from_fn_with_state(read, read_body))
         .service(routes)
 }
 
@@ -181,28 +172,27 @@ fn log_request(method: &Method, uri: &axum::http::Uri, status: StatusCode, laten
     }
 }
 
-/// What [`read_body`] needs.
-#[derive(Clone)]
-struct ReadBody {
-    /// `--body-read-timeout`.
-    limit: Duration,
-    app: AppState,
-}
-
 /// Reads the whole body before routing, within `--body-read-timeout` in all
 /// (a deadline, not a pause between bytes: a client trickling one byte at a
 /// time gets no more), then hands it on in memory. Answers
 /// `408 request_timeout` and closes the connection when the body is late.
-/// Then refuses a cross-site request ([`crate::origin::refusal`]).
 /// Reading stops past 64 KiB: the body extractors answer `413` for that.
-async fn read_body(State(state): State<ReadBody>, req: Request, next: Next) -> Response {
-    if req.body().is_end_stream() {
-        return match crate::origin::refusal(&state.app, &req) {
-            Some(refused) => refused,
-            None => next.run(req).await,
-        };
+/// Then refuses a cross-site request ([`crate::origin::refusal`]). `Err` is
+/// the answer when the request goes no further.
+async fn read_body(app: &AppState, req: Request) -> Result<Request, Response> {
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        read_late_body(app.settings.body_read_timeout.unsigned_abs(), req).await?
+    };
+    match crate::origin::refusal(app, &req) {
+        Some(refused) => Err(refused),
+        None => Ok(req),
     }
-    let limit = state.limit;
+}
+
+/// The request with its body read within `limit`.
+async fn read_late_body(limit: Duration, req: Request) -> Result<Request, Response> {
     let conn = req.extensions().get::<ConnHandle>().cloned();
     let (parts, body) = req.into_parts();
     // While the body is late, the connection is the client's to blame: the
@@ -215,27 +205,21 @@ async fn read_body(State(state): State<ReadBody>, req: Request, next: Next) -> R
         conn.server_turn();
     }
     match read {
-        Ok(Ok(bytes)) => {
-            let req = Request::from_parts(parts, Body::from(bytes));
-            match crate::origin::refusal(&state.app, &req) {
-                Some(refused) => refused,
-                None => next.run(req).await,
-            }
-        }
-        Ok(Err(_)) => ApiError::new(
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Ok(Err(_)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "The request body could not be read.",
         )
         .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-        .into_response(),
-        Err(_) => ApiError::new(
+        .into_response()),
+        Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             "The request body did not arrive in time.",
         )
         .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-        .into_response(),
+        .into_response()),
     }
 }
 
@@ -273,7 +257,8 @@ pub fn metrics_router(app: AppState) -> Router {
         .with_state(app)
 }
 
-/// Limits and headers for every route, and the request metrics.
+/// Limits and headers for every route, the body read ([`read_body`]), the
+/// access line and the request metrics.
 ///
 /// The request's span, for the events logged while it is handled, is at
 /// `debug`, so that it costs nothing unless asked for
@@ -293,7 +278,14 @@ async fn common(State(app): State<AppState>, req: Request, next: Next) -> Respon
     let mut res = if too_large {
         payload_too_large().into_response()
     } else {
-        next.run(req).instrument(span).await
+        async {
+            match read_body(&app, req).await {
+                Ok(req) => next.run(req).await,
+                Err(res) => res,
+            }
+        }
+        .instrument(span)
+        .await
     };
     let headers = res.headers_mut();
     // Authentication answers are personal: no shared cache may keep them.
@@ -324,7 +316,9 @@ async fn common(State(app): State<AppState>, req: Request, next: Next) -> Respon
 
 /// The request counter and latency histogram of one route, method and
 /// status, registered once: `metrics::counter!` with owned labels allocates
-/// and hashes a key on every call.
+/// and hashes a key on every call. Only the standard methods are kept here,
+/// so that a client inventing methods grows nothing but the exporter's own
+/// registry, as before.
 fn request_metrics(
     route: &'static str,
     method: &Method,
@@ -332,23 +326,43 @@ fn request_metrics(
 ) -> (Counter, Histogram) {
     type Handles = HashMap<(&'static str, Method, u16), (Counter, Histogram)>;
     static HANDLES: OnceLock<Mutex<Handles>> = OnceLock::new();
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    if !STANDARD.contains(method) {
+        return register_request_metrics(route, method, status);
+    }
     let mut handles = HANDLES
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
     handles
         .entry((route, method.clone(), status.as_u16()))
-        .or_insert_with(|| {
-            let method = method.as_str().to_owned();
-            (
-                metrics::counter!(
-                    "tessera_http_requests_total",
-                    "route" => route,
-                    "method" => method.clone(),
-                    "status" => status.as_u16().to_string()
-                ),
-                metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method),
-            )
-        })
+        .or_insert_with(|| register_request_metrics(route, method, status))
         .clone()
+}
+
+fn register_request_metrics(
+    route: &'static str,
+    method: &Method,
+    status: StatusCode,
+) -> (Counter, Histogram) {
+    let method = method.as_str().to_owned();
+    (
+        metrics::counter!(
+            "tessera_http_requests_total",
+            "route" => route,
+            "method" => method.clone(),
+            "status" => status.as_u16().to_string()
+        ),
+        metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method),
+    )
 }
