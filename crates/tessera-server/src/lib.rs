@@ -6,6 +6,7 @@
 //! serve` runs. Only this crate speaks HTTP and JSON: the rules live in
 //! `tessera-core`, storage behind the traits of `tessera-store`.
 
+pub mod access_log;
 pub mod accounts;
 pub mod app;
 pub mod auth;

@@ -28,10 +28,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Router;
+use std::convert::Infallible;
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -220,15 +222,22 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown` changes
+/// Serves `router` (an axum `Router`, or [`crate::router::router`]'s stack
+/// around one) on `listener` within `limits` until `shutdown` changes
 /// (or its sender is dropped), then lets the open connections finish their
 /// requests in flight and returns when every connection is closed.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    router: S,
     limits: Limits,
     mut shutdown: watch::Receiver<()>,
-) {
+) where
+    S: tower::Service<Request<Body>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let registry = Arc::new(Registry::default());
     let cap = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let slots = Arc::new(Semaphore::new(cap));

@@ -128,21 +128,34 @@ fn foreign(app: &AppState, headers: &HeaderMap) -> Option<&'static str> {
 
 /// The middleware: refuses the cross-site requests described above.
 pub async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    match refusal(&app, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
+}
+
+/// The `403` for a request the rules above refuse, `None` for one they let
+/// pass.
+pub fn refusal(app: &AppState, req: &Request) -> Option<Response> {
     let path = req.uri().path();
     let judged = (judged_unsafe(req.method(), path, req.headers())
         && req.headers().contains_key(header::COOKIE))
         || (req.method() == Method::POST && LOGIN_ROUTES.contains(&path));
-    if judged && let Some(why) = foreign(&app, req.headers()) {
-        metrics::counter!("tessera_cross_site_refusals_total", "by" => why).increment(1);
-        return ApiError::new(
+    let why = if judged {
+        foreign(app, req.headers())?
+    } else {
+        return None;
+    };
+    metrics::counter!("tessera_cross_site_refusals_total", "by" => why).increment(1);
+    Some(
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "This request came from another site's page; only this server's own pages and \
              the trusted origins may send it.",
         )
-        .into_response();
-    }
-    next.run(req).await
+        .into_response(),
+    )
 }
 
 #[cfg(test)]

@@ -1,17 +1,27 @@
 //! The router of `docs/api.md` and the middleware every route shares.
+//!
+//! The shared middleware wraps the whole router once, rather than each route
+//! (which is what `Router::layer` does, cloning every layer of the stack per
+//! request), and the access log line is formatted by hand and written in
+//! batches ([`crate::access_log`]): together they cost as much as a route did
+//! (`docs/profile-healthz.md`).
 
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, HttpBody as _};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
+use metrics::{Counter, Histogram};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Instrument as _;
 
+use crate::access_log;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::{MAX_BODY_BYTES, payload_too_large};
@@ -20,10 +30,25 @@ use crate::listener::ConnHandle;
 use crate::pages;
 use crate::telemetry::REQUEST_DURATION;
 
-/// The route template a request matched, passed from the inner middleware to
-/// the outer one (which runs before routing and cannot see it otherwise).
-#[derive(Clone)]
-struct Route(String);
+/// The route template a request matched, put on the response by the route
+/// itself for the outer middleware (which runs before routing).
+#[derive(Clone, Copy)]
+struct Route(&'static str);
+
+/// Marks a route's responses with its template, for the request metrics
+/// (only when they are recorded): a plain `map_response`, no boxed future per
+/// request. As a `route_layer`, it does not run for a `405` (whose route label
+/// is `unmatched`, as before).
+fn remember(
+    route: &'static str,
+) -> tower::util::MapResponseLayer<impl Fn(Response) -> Response + Clone + Send + Sync + 'static> {
+    tower::util::MapResponseLayer::new(move |mut res: Response| {
+        if crate::telemetry::metrics_installed() {
+            res.extensions_mut().insert(Route(route));
+        }
+        res
+    })
+}
 
 /// Declares every route once: [`ROUTES`], the `(method, path)` list that
 /// `docs/api.md` and the OpenAPI document are tested against, and the router built
@@ -34,7 +59,10 @@ macro_rules! routes {
         pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
 
         fn api_routes() -> Router<AppState> {
-            Router::new()$(.route($path, on(MethodFilter::$method, $handler)))*
+            Router::new()$(.route(
+                $path,
+                on(MethodFilter::$method, $handler).route_layer(remember($path)),
+            ))*
         }
     };
 }
@@ -78,11 +106,26 @@ routes! {
     GET "/assets/pages.js" => pages::script;
 }
 
-/// Builds the whole application. Tests and `main` both call this.
-pub fn router(app: AppState) -> Router {
-    let body_read_timeout = app.settings.body_read_timeout.unsigned_abs();
-    api_routes()
-        .route_layer(middleware::from_fn(remember_route))
+/// Builds the whole application; `tessera serve` serves it
+/// ([`crate::listener::serve`]).
+///
+/// The shared middleware, outermost first: [`common`] (the access log, the
+/// limits, the body read, the cross-site guard, the headers and the
+/// metrics); the body limit of the extractors; the panic catcher; then the
+/// routes. One `from_fn` layer around the whole router: each one boxes a
+/// future and a service per request.
+pub fn router(
+    app: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let routes = api_routes()
         .fallback(|| async { ApiError::not_found("No such route.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -91,24 +134,42 @@ pub fn router(app: AppState) -> Router {
                 "This route does not accept that method.",
             )
         })
-        .layer(middleware::from_fn_with_state(app.clone(), crate::origin::guard))
-        // Inside `common`, so that a panic's 500 gets the common headers and metrics.
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
-        // Inside `common` too: a 408 gets the common headers and metrics, and
-        // a Content-Length over the limit is refused before any is read.
-        .layer(middleware::from_fn_with_state(body_read_timeout, read_body))
-        .layer(middleware::from_fn_with_state(app.clone(), common))
+        .with_state(app.clone());
+    tower::ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(app, common))
         // Every body-reading extractor stops at 64 KiB, whatever it is.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            TraceLayer::new_for_http()
-                // Method and path only: headers and query strings may carry secrets.
-                .make_span_with(|req: &Request| {
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-                })
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-        )
-        .with_state(app)
+        // Inside `common`, so that a panic's 500 gets the common headers,
+        // metrics and log line.
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+        .service(routes)
+}
+
+/// The access log line of a request ([`access_log`]); a `5xx` is also
+/// logged at `error`. Method and path only: headers and query strings may
+/// carry secrets.
+fn log_request(method: &Method, uri: &axum::http::Uri, status: StatusCode, latency: Duration) {
+    if access_log::enabled() {
+        access_log::record(
+            SystemTime::now(),
+            method,
+            uri.path(),
+            status.as_u16(),
+            latency,
+        );
+    }
+    if status.is_server_error() {
+        tracing::error!(
+            target: "tower_http::trace::on_failure",
+            method = %method,
+            path = %uri.path(),
+            classification = %format_args!("Status code: {status}"),
+            latency = %format_args!("{} ms", latency.as_millis()),
+            "response failed"
+        );
+    }
 }
 
 /// Reads the whole body before routing, within `--body-read-timeout` in all
@@ -116,10 +177,22 @@ pub fn router(app: AppState) -> Router {
 /// time gets no more), then hands it on in memory. Answers
 /// `408 request_timeout` and closes the connection when the body is late.
 /// Reading stops past 64 KiB: the body extractors answer `413` for that.
-async fn read_body(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    if req.body().is_end_stream() {
-        return next.run(req).await;
+/// Then refuses a cross-site request ([`crate::origin::refusal`]). `Err` is
+/// the answer when the request goes no further.
+async fn read_body(app: &AppState, req: Request) -> Result<Request, Response> {
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        read_late_body(app.settings.body_read_timeout.unsigned_abs(), req).await?
+    };
+    match crate::origin::refusal(app, &req) {
+        Some(refused) => Err(refused),
+        None => Ok(req),
     }
+}
+
+/// The request with its body read within `limit`.
+async fn read_late_body(limit: Duration, req: Request) -> Result<Request, Response> {
     let conn = req.extensions().get::<ConnHandle>().cloned();
     let (parts, body) = req.into_parts();
     // While the body is late, the connection is the client's to blame: the
@@ -132,24 +205,21 @@ async fn read_body(State(limit): State<Duration>, req: Request, next: Next) -> R
         conn.server_turn();
     }
     match read {
-        Ok(Ok(bytes)) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
-        Ok(Err(_)) => ApiError::new(
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Ok(Err(_)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "The request body could not be read.",
         )
         .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-        .into_response(),
-        Err(_) => ApiError::new(
+        .into_response()),
+        Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             "The request body did not arrive in time.",
         )
         .with_header(header::CONNECTION, HeaderValue::from_static("close"))
-        .into_response(),
+        .into_response()),
     }
 }
 
@@ -187,22 +257,18 @@ pub fn metrics_router(app: AppState) -> Router {
         .with_state(app)
 }
 
-async fn remember_route(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let mut res = next.run(req).await;
-    if let Some(route) = route {
-        res.extensions_mut().insert(Route(route));
-    }
-    res
-}
-
-/// Limits and headers for every route, and the request metrics.
+/// Limits and headers for every route, the body read ([`read_body`]), the
+/// access line and the request metrics.
+///
+/// The request's span, for the events logged while it is handled, is at
+/// `debug`, so that it costs nothing unless asked for
+/// (`RUST_LOG=info,tessera_server::router=debug`); the access line has the
+/// method and path.
 async fn common(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let span = tracing::debug_span!("request", method = %method, path = %uri.path());
     let too_large = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -212,7 +278,14 @@ async fn common(State(app): State<AppState>, req: Request, next: Next) -> Respon
     let mut res = if too_large {
         payload_too_large().into_response()
     } else {
-        next.run(req).await
+        async {
+            match read_body(&app, req).await {
+                Ok(req) => next.run(req).await,
+                Err(res) => res,
+            }
+        }
+        .instrument(span)
+        .await
     };
     let headers = res.headers_mut();
     // Authentication answers are personal: no shared cache may keep them.
@@ -230,14 +303,66 @@ async fn common(State(app): State<AppState>, req: Request, next: Next) -> Respon
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    let route = res
-        .extensions()
-        .get::<Route>()
-        .map_or_else(|| "unmatched".to_owned(), |r| r.0.clone());
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("tessera_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method)
-        .record(start.elapsed().as_secs_f64());
+    log_request(&method, &uri, res.status(), start.elapsed());
+    // Recorded only when they are served (`--metrics-listen`).
+    if app.metrics.is_some() {
+        let route = res.extensions().get::<Route>().map_or("unmatched", |r| r.0);
+        let (requests, duration) = request_metrics(route, &method, res.status());
+        requests.increment(1);
+        duration.record(start.elapsed().as_secs_f64());
+    }
     res
+}
+
+/// The request counter and latency histogram of one route, method and
+/// status, registered once: `metrics::counter!` with owned labels allocates
+/// and hashes a key on every call. Only the standard methods are kept here,
+/// so that a client inventing methods grows nothing but the exporter's own
+/// registry, as before.
+fn request_metrics(
+    route: &'static str,
+    method: &Method,
+    status: StatusCode,
+) -> (Counter, Histogram) {
+    type Handles = HashMap<(&'static str, Method, u16), (Counter, Histogram)>;
+    static HANDLES: OnceLock<Mutex<Handles>> = OnceLock::new();
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    if !STANDARD.contains(method) {
+        return register_request_metrics(route, method, status);
+    }
+    let mut handles = HANDLES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    handles
+        .entry((route, method.clone(), status.as_u16()))
+        .or_insert_with(|| register_request_metrics(route, method, status))
+        .clone()
+}
+
+fn register_request_metrics(
+    route: &'static str,
+    method: &Method,
+    status: StatusCode,
+) -> (Counter, Histogram) {
+    let method = method.as_str().to_owned();
+    (
+        metrics::counter!(
+            "tessera_http_requests_total",
+            "route" => route,
+            "method" => method.clone(),
+            "status" => status.as_u16().to_string()
+        ),
+        metrics::histogram!(REQUEST_DURATION, "route" => route, "method" => method),
+    )
 }

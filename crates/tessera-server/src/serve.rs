@@ -166,6 +166,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(feed) = feed {
         feed.abort();
     }
+    // The last requests' access lines, before the line that says it stopped.
+    crate::access_log::flush();
     tracing::info!("stopped");
     Ok(())
 }
