@@ -7,8 +7,8 @@
 //! - `session_check/sqlite_miss`: a cookie session looked up in SQLite by its
 //!   secret's hash, then its user, on a file holding 10 000 sessions: what a
 //!   request pays when no in-process cache holds the session;
-//! - `session_check/cache_hit`: left for the in-process session cache (see
-//!   [`session_cache_hit`]);
+//! - `session_check/cache_hit`: the same, answered by the in-process session
+//!   and user cache (`auth_cache`);
 //! - `refresh/rotate_sqlite`: one refresh-token rotation (`spend_refresh`).
 //!
 //! `cargo bench -p tessera-server --bench auth_path` (add `-- --quick` for a
@@ -17,6 +17,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -25,8 +26,13 @@ use tessera_core::SessionSecret;
 use tessera_core::jwt::{Alg, KeyMaterial, KeyRing, TokenRules, check_claims};
 use tessera_core::refresh::RefreshToken;
 use tessera_core::session::{ClientInfo, SessionPolicy};
+
+use tessera_server::auth_cache::{Announced, AuthCache, origin};
 use tessera_server::token_cache::VerifiedCache;
-use tessera_store::{RefreshRecord, RefreshStore, SessionStore, UserRecord, UserStore};
+use tessera_store::{
+    ChangeFeed, FeedEvent, LocalFeed, RefreshRecord, RefreshStore, SessionStore, UserRecord,
+    UserStore,
+};
 use tessera_store_sqlite::SqliteStore;
 use time::{Duration, OffsetDateTime};
 
@@ -150,15 +156,50 @@ fn session_check(c: &mut Criterion) {
             })
         });
     });
-    session_cache_hit(&mut group);
+    session_cache_hit(&rt, &db, &mut group);
     group.finish();
 }
 
 /// `session_check/cache_hit`: the same check answered by the in-process
-/// session and user cache the server is getting (not in this tree yet).
-/// When it lands, bench its lookup here on the sessions of [`sqlite`] (all
-/// of them cached), beside `sqlite_miss`, so the two read as a ratio.
-fn session_cache_hit(_group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+/// session and user cache (`auth_cache`), every session of [`sqlite`]
+/// cached first, so it reads beside `sqlite_miss` as a ratio.
+fn session_cache_hit(
+    rt: &tokio::runtime::Runtime,
+    db: &Sqlite,
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+) {
+    let cache = Arc::new(AuthCache::new(StdDuration::from_secs(300), origin()));
+    cache.on_event(FeedEvent::Up);
+    let inner = Arc::new(db.store.clone());
+    let feed: Arc<dyn ChangeFeed> = Arc::new(LocalFeed);
+    let origin: Arc<str> = Arc::from(cache.origin());
+    let sessions = Announced::new(
+        inner.clone(),
+        Some(cache.clone()),
+        true,
+        feed.clone(),
+        origin.clone(),
+    );
+    let users = Announced::new(inner, Some(cache), true, feed, origin);
+    let now = OffsetDateTime::now_utc();
+    let check = |i: usize| {
+        let hash = db.secrets[i].hash();
+        rt.block_on(async {
+            let session = sessions.session_by_secret(&hash).await.unwrap().unwrap();
+            session.check(now).unwrap();
+            users.user_by_id(&session.user_id).await.unwrap().unwrap()
+        })
+    };
+    for i in 0..SESSIONS {
+        check(i);
+    }
+    let mut i = 0usize;
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| {
+            i = (i + 7919) % SESSIONS;
+            black_box(check(i))
+        });
+    });
 }
 
 /// One rotation: spend a live refresh token and store its successor, in one
