@@ -16,8 +16,10 @@ use quick_cache::sync::Cache;
 use tessera_core::SecretHash;
 use tessera_core::jwt::Verified;
 
-/// Entries kept at most.
-const CAPACITY: usize = 10_000;
+/// Entries kept at most: as many as the session cache keeps sessions, so
+/// that every session's token can stay verified. (At 10 000, a client
+/// cycling through 10 000 live tokens missed on nearly every request.)
+const CAPACITY: usize = crate::auth_cache::CAPACITY;
 
 /// Verified tokens by hash.
 pub struct VerifiedCache {
