@@ -52,6 +52,9 @@ pub static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let stores = Stores {
         users: store.clone(),
         sessions: store.clone(),
+        users_uncached: store.clone(),
+        sessions_uncached: store.clone(),
+        feed: Arc::new(tessera_store::LocalFeed),
         throttle: store.clone(),
         refresh: store.clone(),
         keys: store.clone(),
