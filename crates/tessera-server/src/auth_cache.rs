@@ -151,12 +151,30 @@ impl AuthCache {
             && session.is_none_or(|id| after(cuts.sessions.get(id)))
     }
 
-    fn count(&self, hit: bool) {
-        if hit {
+    /// `hit` if the cache had it, else what `read` finds in the store,
+    /// remembered by `put` with the instant the read started; counted as a
+    /// hit or a miss.
+    async fn read_through<T, Read, Found>(
+        &self,
+        hit: Option<T>,
+        read: Read,
+        put: fn(&Self, &T, Instant),
+    ) -> StoreResult<Option<T>>
+    where
+        Read: FnOnce() -> Found,
+        Found: Future<Output = StoreResult<Option<T>>>,
+    {
+        if hit.is_some() {
             self.hits.increment(1);
-        } else {
-            self.misses.increment(1);
+            return Ok(hit);
         }
+        self.misses.increment(1);
+        let fetched = Instant::now();
+        let found = read().await?;
+        if let Some(value) = &found {
+            put(self, value, fetched);
+        }
+        Ok(found)
     }
 
     fn session(&self, id: &str, now: OffsetDateTime) -> Option<SessionRecord> {
@@ -360,17 +378,13 @@ impl<T: UserStore + ?Sized> UserStore for Announced<T> {
         let Some(cache) = self.reads() else {
             return self.inner.user_by_id(id).await;
         };
-        if let Some(user) = cache.user(id) {
-            cache.count(true);
-            return Ok(Some(user));
-        }
-        cache.count(false);
-        let fetched = Instant::now();
-        let user = self.inner.user_by_id(id).await?;
-        if let Some(user) = &user {
-            cache.put_user(user, fetched);
-        }
-        Ok(user)
+        cache
+            .read_through(
+                cache.user(id),
+                || self.inner.user_by_id(id),
+                AuthCache::put_user,
+            )
+            .await
     }
 
     async fn set_password_hash(&self, user_id: &str, password_hash: &str) -> StoreResult<()> {
@@ -413,34 +427,26 @@ impl<T: SessionStore + ?Sized> SessionStore for Announced<T> {
             .by_secret
             .get(hash.as_bytes())
             .and_then(|id| cache.session(&id, now));
-        if let Some(session) = cached {
-            cache.count(true);
-            return Ok(Some(session));
-        }
-        cache.count(false);
-        let fetched = Instant::now();
-        let session = self.inner.session_by_secret(hash).await?;
-        if let Some(session) = &session {
-            cache.put_session(session, fetched);
-        }
-        Ok(session)
+        cache
+            .read_through(
+                cached,
+                || self.inner.session_by_secret(hash),
+                AuthCache::put_session,
+            )
+            .await
     }
 
     async fn session_by_id(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
         let Some(cache) = self.reads() else {
             return self.inner.session_by_id(id).await;
         };
-        if let Some(session) = cache.session(id, OffsetDateTime::now_utc()) {
-            cache.count(true);
-            return Ok(Some(session));
-        }
-        cache.count(false);
-        let fetched = Instant::now();
-        let session = self.inner.session_by_id(id).await?;
-        if let Some(session) = &session {
-            cache.put_session(session, fetched);
-        }
-        Ok(session)
+        cache
+            .read_through(
+                cache.session(id, OffsetDateTime::now_utc()),
+                || self.inner.session_by_id(id),
+                AuthCache::put_session,
+            )
+            .await
     }
 
     async fn touch_session(
