@@ -275,18 +275,6 @@ async fn grace_only_for_the_predecessor(server: Server) {
 
 const ADMIN_KEY: &str = "an admin key of some length";
 
-async fn admin(server: &Server, path: &str) -> (u16, Value) {
-    let res = server
-        .request(
-            Method::POST,
-            path,
-            headers([("authorization", &format!("Bearer {ADMIN_KEY}"))]),
-            None,
-        )
-        .await;
-    status_json(res).await
-}
-
 /// Item 11: an operator disables a user (their cookie sessions, token
 /// families and access tokens stop at once; the right password gets the same
 /// refusal as a wrong one), enables them again, and logs them out everywhere.
@@ -349,6 +337,7 @@ async fn operators_manage_users(server: Server, db: Vec<String>) {
 
     let (status, body) = admin(
         &server,
+        ADMIN_KEY,
         &format!("/v1/admin/users/{}/disable", name.to_lowercase()),
     )
     .await;
@@ -378,20 +367,30 @@ async fn operators_manage_users(server: Server, db: Vec<String>) {
         "a disabled user's login looks like a wrong password"
     );
 
-    let (status, body) = admin(&server, &format!("/v1/admin/users/{name}/enable")).await;
+    let (status, body) = admin(
+        &server,
+        ADMIN_KEY,
+        &format!("/v1/admin/users/{name}/enable"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["user"]["disabled_at"].is_null(), "{body}");
     let again = login(&server, &name).await;
     let grant = tokens(&server, &name).await;
 
-    let (status, body) = admin(&server, &format!("/v1/admin/users/{name}/logout")).await;
+    let (status, body) = admin(
+        &server,
+        ADMIN_KEY,
+        &format!("/v1/admin/users/{name}/logout"),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["revoked_sessions"], 2);
     assert_eq!(me(again.cookie_only()).await.0, 401);
     assert_eq!(me(bearer(&grant["access_token"])).await.0, 401);
     login(&server, &name).await;
 
-    let (status, body) = admin(&server, "/v1/admin/users/nobody_here/disable").await;
+    let (status, body) = admin(&server, ADMIN_KEY, "/v1/admin/users/nobody_here/disable").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
 
     // The same from the command line, on the running server's database.
@@ -512,7 +511,7 @@ async fn every_security_event_is_audited_without_secrets() {
 
     for op in ["disable", "enable", "logout"] {
         assert_eq!(
-            admin(&server, &format!("/v1/admin/users/{third}/{op}"))
+            admin(&server, ADMIN_KEY, &format!("/v1/admin/users/{third}/{op}"))
                 .await
                 .0,
             200

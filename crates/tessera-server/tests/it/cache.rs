@@ -135,15 +135,8 @@ async fn three_instances(args: Vec<String>) {
     let token = bearer(&grant["access_token"]);
     warm(&[&a, &b], &session.cookie_only()).await;
     warm(&[&a, &b], &token).await;
-    let res = c
-        .request(
-            Method::POST,
-            &format!("/v1/admin/users/{name}/disable"),
-            headers([("authorization", &format!("Bearer {ADMIN_KEY}"))]),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    let (status, body) = admin(&c, ADMIN_KEY, &format!("/v1/admin/users/{name}/disable")).await;
+    assert_eq!(status, 200, "{body}");
     for s in [&a, &b] {
         refused_within(s, session.cookie_only(), BOUND).await;
         refused_within(s, token.clone(), BOUND).await;

@@ -143,15 +143,13 @@ async fn every_family_moves_with_its_event_and_passes_promtool() {
         .await;
     assert_eq!(res.status(), 200);
     tokens(&server, &tokens_user).await;
-    let res = server
-        .request(
-            Method::POST,
-            &format!("/v1/admin/users/{tokens_user}/disable"),
-            headers([("authorization", &format!("Bearer {ADMIN_KEY}"))]),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    let (status, body) = admin(
+        &server,
+        ADMIN_KEY,
+        &format!("/v1/admin/users/{tokens_user}/disable"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     // A rotation by the command line reaches the server at its next reload.
     let db = format!("sqlite://{}", server.db_path().display());

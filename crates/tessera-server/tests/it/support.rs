@@ -212,3 +212,17 @@ pub async fn refused_within(
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
+
+/// `POST path` with the admin key `key` as a bearer credential, for the
+/// admin routes; status and JSON body.
+pub async fn admin(server: &Server, key: &str, path: &str) -> (u16, Value) {
+    let res = server
+        .request(
+            Method::POST,
+            path,
+            headers([("authorization", &format!("Bearer {key}"))]),
+            None,
+        )
+        .await;
+    status_json(res).await
+}
